@@ -1,0 +1,49 @@
+# kiln build. `make` builds build/kiln; `make check` runs every test (see README.md).
+CC      ?= cc
+BUILD   ?= build
+CFLAGS_BASE := -std=gnu11 -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+               -Wno-missing-field-initializers -D_GNU_SOURCE -Iinclude -Isrc -MMD -MP
+CFLAGS  ?= -O2 -g
+SAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+LDLIBS  := -lpthread
+
+CORE_SRCS := $(sort $(wildcard src/*/*.c src/*/*/*.c src/*/*/*/*.c))
+TOOL_SRCS := $(sort $(wildcard tools/*.c))
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+
+CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/obj/%.o)
+TOOL_OBJS := $(TOOL_SRCS:%.c=$(BUILD)/obj/%.o)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all kiln unit-build unit asan guest testbed check demo integration bench format lint clean fuzz deps
+all: kiln
+kiln: $(BUILD)/kiln
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(CFLAGS) $(EXTRA_CFLAGS) -c $< -o $@
+
+$(BUILD)/libkiln-core.a: $(CORE_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/kiln: $(TOOL_OBJS) $(BUILD)/libkiln-core.a
+	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $(LDFLAGS) -o $@ $(TOOL_OBJS) $(BUILD)/libkiln-core.a $(LDLIBS)
+
+# Unit tests: one cmocka binary per tests/unit/test_*.c, linked against the core library.
+# tests/unit/fakes.c (if present) holds shared fakes.
+UNIT_SUPPORT := $(filter-out tests/unit/test_%.c,$(wildcard tests/unit/*.c))
+UNIT_SUPPORT_OBJS := $(UNIT_SUPPORT:%.c=$(BUILD)/obj/%.o)
+$(BUILD)/tests/%: $(BUILD)/obj/tests/unit/%.o $(UNIT_SUPPORT_OBJS) $(BUILD)/libkiln-core.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(EXTRA_CFLAGS) $(LDFLAGS) -o $@ $^ -lcmocka $(LDLIBS)
+
+unit-build: $(UNIT_BINS)
+unit: unit-build
+	@tests/run-unit.sh $(BUILD)/tests
+
+# The same unit tests under AddressSanitizer and UndefinedBehaviorSanitizer.
+asan:
+	$(MAKE) BUILD=build-asan CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" unit
+
+-include $(CORE_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(UNIT_BINS:$(BUILD)/tests/%=$(BUILD)/obj/tests/unit/%.d)

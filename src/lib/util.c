@@ -1,0 +1,147 @@
+/* util.c: size and number parsers, the monotonic clock, and whole-file I/O helpers. */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "lib.h"
+
+int parse_uint(const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (!text || !isdigit((unsigned char)text[0]))
+        return -EINVAL;
+    errno = 0;
+    v = strtoull(text, &end, 10);
+    if (errno == ERANGE)
+        return -ERANGE;
+    if (*end != '\0')
+        return -EINVAL;
+    if (v < min || v > max)
+        return -ERANGE;
+    *out = v;
+    return 0;
+}
+
+int parse_size(const char *text, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+    uint64_t mult = 1;
+
+    if (!text || !isdigit((unsigned char)text[0]))
+        return -EINVAL;
+    errno = 0;
+    v = strtoull(text, &end, 10);
+    if (errno == ERANGE)
+        return -EINVAL;
+    switch (toupper((unsigned char)*end)) {
+    case '\0':
+        break;
+    case 'K':
+        mult = KiB;
+        break;
+    case 'M':
+        mult = MiB;
+        break;
+    case 'G':
+        mult = GiB;
+        break;
+    case 'T':
+        mult = 1024 * GiB;
+        break;
+    default:
+        return -EINVAL;
+    }
+    if (*end) {
+        end++;
+        if (*end == 'i' || *end == 'I')
+            end++;
+        if (*end == 'b' || *end == 'B')
+            end++;
+    }
+    if (*end != '\0')
+        return -EINVAL;
+    if (ck_mul_u64(v, mult, out))
+        return -EINVAL;
+    return 0;
+}
+
+uint64_t time_now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+int write_all(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+
+    while (len) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            return -errno;
+        }
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+int file_read_all(const char *path, size_t max_size, uint8_t **out, size_t *out_len)
+{
+    struct stat st;
+    uint8_t *buf;
+    size_t done = 0;
+    int fd, ret;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0) {
+        ret = -errno;
+        goto fail_close;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        ret = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+        goto fail_close;
+    }
+    if ((uint64_t)st.st_size > max_size) {
+        ret = -EFBIG;
+        goto fail_close;
+    }
+    buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+    if (!buf) {
+        ret = -ENOMEM;
+        goto fail_close;
+    }
+    while (done < (size_t)st.st_size) {
+        ssize_t n = read(fd, buf + done, (size_t)st.st_size - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            ret = n < 0 ? -errno : -EIO; /* the file shrank under us */
+            free(buf);
+            goto fail_close;
+        }
+        done += (size_t)n;
+    }
+    close(fd);
+    *out = buf;
+    *out_len = done;
+    return 0;
+
+fail_close:
+    close(fd);
+    return ret;
+}

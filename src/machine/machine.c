@@ -1,0 +1,353 @@
+/* machine.c: the builder: configuration in, a wired and running VM out, an exit code back. */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "arch/x86/x86.h"
+#include "devices/legacy/legacy.h"
+#include "lib/lib.h"
+#include "machine.h"
+
+#define KERNEL_MAX_SIZE (512 * MiB)
+#define POLL_PERIOD_NS  (20 * 1000 * 1000ULL) /* halt detection and console retries */
+
+struct machine {
+    const struct machine_config *cfg;
+    struct vm *vm;
+    struct evloop *loop;
+    struct console *console;
+    struct uart *uart;
+    struct i8042 *i8042;
+    struct rtc *rtc;
+    struct acpi_pm *acpi_pm;
+    struct boot_timer boot_timer;
+    int console_fd;   /* --console file, or -1 */
+    int signal_fd;
+    int timeout_fd;
+    int poll_fd;
+    unsigned stopped_rounds;
+};
+
+static void on_signal(void *opaque, uint32_t events)
+{
+    struct machine *m = opaque;
+    struct signalfd_siginfo si;
+
+    (void)events;
+    if (read(m->signal_fd, &si, sizeof(si)) != sizeof(si))
+        return;
+    log_info("machine: received signal %u, stopping the VM", si.ssi_signo);
+    vm_request_exit(m->vm, si.ssi_signo == SIGINT ? VM_EXIT_SIGINT : VM_EXIT_SIGTERM);
+}
+
+static void on_timeout(void *opaque, uint32_t events)
+{
+    struct machine *m = opaque;
+    uint64_t ticks;
+
+    (void)events;
+    if (read(m->timeout_fd, &ticks, sizeof(ticks)) != sizeof(ticks))
+        return;
+    log_warn("machine: --timeout of %u s expired; stopping the VM", m->cfg->timeout_s);
+    vm_request_exit(m->vm, VM_EXIT_TIMEOUT);
+}
+
+static void on_poll(void *opaque, uint32_t events)
+{
+    struct machine *m = opaque;
+    uint64_t ticks;
+
+    (void)events;
+    if (read(m->poll_fd, &ticks, sizeof(ticks)) != sizeof(ticks))
+        return;
+    if (m->console)
+        console_tick(m->console);
+    /* Two rounds in a row, so that no vCPU could have been woken between two observations. */
+    m->stopped_rounds = vcpus_poll_stopped(m->vm) ? m->stopped_rounds + 1 : 0;
+    if (m->stopped_rounds >= 2) {
+        log_info("machine: every vCPU halted with interrupts off: the guest has stopped");
+        vm_request_exit(m->vm, VM_EXIT_POWEROFF);
+    }
+}
+
+static int add_timer(struct machine *m, int *fd, uint64_t first_ns, uint64_t period_ns,
+                     evloop_fn fn)
+{
+    struct itimerspec its = {
+        .it_value = {.tv_sec = (time_t)(first_ns / 1000000000ULL),
+                     .tv_nsec = (long)(first_ns % 1000000000ULL)},
+        .it_interval = {.tv_sec = (time_t)(period_ns / 1000000000ULL),
+                        .tv_nsec = (long)(period_ns % 1000000000ULL)},
+    };
+
+    *fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+    if (*fd < 0)
+        return -errno;
+    if (timerfd_settime(*fd, 0, &its, NULL) < 0)
+        return -errno;
+    return evloop_add(m->loop, *fd, EPOLLIN, fn, m);
+}
+
+static int register_pio(struct machine *m, uint64_t port, uint64_t len, bus_io_fn fn,
+                        void *opaque, const char *name)
+{
+    int ret = bus_register(&m->vm->bus, BUS_PIO, port, len, fn, opaque, name);
+
+    if (ret < 0)
+        log_error("machine: cannot register %s at port %#llx: %s", name,
+                  (unsigned long long)port, strerror(-ret));
+    return ret;
+}
+
+static int setup_devices(struct machine *m)
+{
+    struct vm *vm = m->vm;
+    int out_fd = m->console_fd >= 0 ? m->console_fd : STDOUT_FILENO;
+    int ret;
+
+    m->console = console_create(vm, out_fd, m->console_fd >= 0 ? -1 : STDIN_FILENO);
+    m->uart = uart_create(&vm->host, X86_IRQ_COM1, console_output, m->console);
+    m->i8042 = i8042_create(&vm->host);
+    m->rtc = rtc_create();
+    m->acpi_pm = m->cfg->acpi ? acpi_pm_create(&vm->host) : NULL;
+    if (!m->console || !m->uart || !m->i8042 || !m->rtc || (m->cfg->acpi && !m->acpi_pm)) {
+        log_error("machine: out of memory creating devices");
+        return -ENOMEM;
+    }
+    boot_timer_init(&m->boot_timer, m->vm->start_ns);
+
+    if ((ret = register_pio(m, X86_PORT_COM1, 8, uart_io, m->uart, "uart")) < 0 ||
+        (ret = register_pio(m, X86_PORT_I8042_DATA, 5, i8042_io, m->i8042, "i8042")) < 0 ||
+        (ret = register_pio(m, X86_PORT_RTC, 2, rtc_io, m->rtc, "rtc")) < 0 ||
+        (ret = register_pio(m, X86_PORT_PCI_CONFIG, 8, pci_stub_io, NULL, "pci")) < 0 ||
+        (ret = register_pio(m, X86_PORT_BOOT_TIMER, 1, boot_timer_io, &m->boot_timer,
+                            "boot-timer")) < 0)
+        return ret;
+    if (m->acpi_pm &&
+        (ret = register_pio(m, X86_PORT_ACPI_SLEEP, 3, acpi_pm_io, m->acpi_pm, "acpi-pm")) < 0)
+        return ret;
+    ret = bus_register(&vm->bus, BUS_MMIO, X86_BOOT_TIMER_MMIO, 0x1000, boot_timer_io,
+                       &m->boot_timer, "boot-timer");
+    if (ret < 0)
+        return ret;
+    return console_attach(m->console, m->uart, m->loop);
+}
+
+static int load_guest(struct machine *m)
+{
+    const struct machine_config *cfg = m->cfg;
+    struct x86_platform plat = {.ncpus = cfg->ncpus};
+    struct x86_boot_config boot = {.cmdline = cfg->cmdline ? cfg->cmdline : ""};
+    struct x86_boot_info info;
+    struct kvm_regs regs;
+    struct kvm_sregs sregs;
+    uint8_t *kernel = NULL, *initrd = NULL;
+    size_t kernel_len = 0, initrd_len = 0;
+    char err[256];
+    int ret;
+
+    ret = file_read_all(cfg->kernel_path, KERNEL_MAX_SIZE, &kernel, &kernel_len);
+    if (ret < 0) {
+        log_error("machine: cannot read kernel %s: %s", cfg->kernel_path, strerror(-ret));
+        return ret;
+    }
+    if (cfg->initrd_path) {
+        ret = file_read_all(cfg->initrd_path, cfg->mem_size, &initrd, &initrd_len);
+        if (ret < 0) {
+            log_error("machine: cannot read initrd %s: %s%s", cfg->initrd_path, strerror(-ret),
+                      ret == -EFBIG ? " (it is larger than guest memory)" : "");
+            goto out;
+        }
+    }
+    ret = x86_mptable_write(&m->vm->mem, &plat);
+    if (ret == 0 && cfg->acpi)
+        ret = x86_acpi_write(&m->vm->mem, &plat, &boot.rsdp_gpa);
+    if (ret < 0) {
+        log_error("machine: cannot write the platform tables: %s", strerror(-ret));
+        goto out;
+    }
+    boot.kernel = kernel;
+    boot.kernel_len = kernel_len;
+    boot.initrd = initrd;
+    boot.initrd_len = initrd_len;
+    ret = x86_load_kernel(&m->vm->mem, &boot, &info, err, sizeof(err));
+    if (ret < 0) {
+        log_error("%s: %s", cfg->kernel_path, err);
+        goto out;
+    }
+    log_info("machine: loaded %s as %s, entry %#llx", cfg->kernel_path, info.format,
+             (unsigned long long)info.entry);
+    ret = x86_boot_cpu_state(&m->vm->mem, &info, &regs, &sregs);
+    if (ret == 0)
+        ret = vcpu_set_boot_state(&m->vm->vcpus[0], &regs, &sregs);
+    if (ret < 0)
+        log_error("machine: cannot set the boot vCPU state: %s", strerror(-ret));
+out:
+    free(kernel);
+    free(initrd);
+    return ret;
+}
+
+/* Resident memory of this process, in KiB, from /proc/self/status (0 when unknown). */
+static uint64_t status_kib(const char *key)
+{
+    char line[256];
+    uint64_t v = 0;
+    size_t klen = strlen(key);
+    FILE *f = fopen("/proc/self/status", "re");
+
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, key, klen) && line[klen] == ':')
+            v = strtoull(line + klen + 1, NULL, 10);
+    fclose(f);
+    return v;
+}
+
+static void write_stats(struct machine *m, int code)
+{
+    uint64_t now = time_now_ns(), first_run = m->vm ? m->vm->first_run_ns : 0;
+    uint64_t boot = m->boot_timer.first_ns;
+    FILE *f;
+
+    if (!m->cfg->stats_path)
+        return;
+    f = fopen(m->cfg->stats_path, "we");
+    if (!f) {
+        log_error("machine: cannot write --stats file %s: %s", m->cfg->stats_path,
+                  strerror(errno));
+        return;
+    }
+    fprintf(f,
+            "{\"exit\":\"%s\",\"exit_code\":%d,\"setup_us\":%.1f,\"boot_timer_us\":%.1f,"
+            "\"runtime_us\":%.1f,\"rss_anon_kib\":%llu,\"rss_file_kib\":%llu,"
+            "\"rss_shmem_kib\":%llu}\n",
+            vm_exit_reason_name((enum vm_exit_reason)code), code,
+            first_run ? (double)(first_run - m->vm->start_ns) / 1e3 : -1.0,
+            boot ? (double)boot / 1e3 : -1.0, (double)(now - (m->vm ? m->vm->start_ns : now)) / 1e3,
+            (unsigned long long)status_kib("RssAnon"), (unsigned long long)status_kib("RssFile"),
+            (unsigned long long)status_kib("RssShmem"));
+    fclose(f);
+}
+
+static void teardown(struct machine *m)
+{
+    if (m->vm)
+        vcpus_stop(m->vm);
+    console_destroy(m->console);
+    uart_destroy(m->uart);
+    i8042_destroy(m->i8042);
+    rtc_destroy(m->rtc);
+    acpi_pm_destroy(m->acpi_pm);
+    vm_destroy(m->vm);
+    evloop_destroy(m->loop);
+    if (m->signal_fd >= 0)
+        close(m->signal_fd);
+    if (m->timeout_fd >= 0)
+        close(m->timeout_fd);
+    if (m->poll_fd >= 0)
+        close(m->poll_fd);
+    if (m->console_fd >= 0)
+        close(m->console_fd);
+}
+
+static int setup_loop(struct machine *m, sigset_t *sigs)
+{
+    int ret;
+
+    m->signal_fd = signalfd(-1, sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (m->signal_fd < 0)
+        return -errno;
+    ret = evloop_add(m->loop, m->signal_fd, EPOLLIN, on_signal, m);
+    if (ret == 0 && m->cfg->timeout_s)
+        ret = add_timer(m, &m->timeout_fd, (uint64_t)m->cfg->timeout_s * 1000000000ULL, 0,
+                        on_timeout);
+    if (ret == 0)
+        ret = add_timer(m, &m->poll_fd, POLL_PERIOD_NS, POLL_PERIOD_NS, on_poll);
+    return ret;
+}
+
+int machine_run(const struct machine_config *cfg, uint64_t start_ns)
+{
+    struct machine m = {.cfg = cfg, .console_fd = -1, .signal_fd = -1, .timeout_fd = -1,
+                        .poll_fd = -1};
+    struct vm_config vcfg = {.mem_size = cfg->mem_size, .ncpus = cfg->ncpus,
+                             .kvm_path = cfg->kvm_path};
+    sigset_t sigs, old;
+    char err[256];
+    int code = VM_EXIT_ERROR, ret;
+
+    /* SIGINT/SIGTERM arrive through a signalfd on the event loop; the vCPU threads inherit the
+     * mask, so a signal never interrupts them at a random point. SIGPIPE from a vanished console
+     * reader must not kill the VMM. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, &old);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (cfg->console_path) {
+        m.console_fd = open(cfg->console_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (m.console_fd < 0) {
+            log_error("machine: cannot open --console %s: %s", cfg->console_path,
+                      strerror(errno));
+            goto out;
+        }
+    }
+    m.vm = vm_create(&vcfg, start_ns, err, sizeof(err));
+    if (!m.vm) {
+        log_error("%s", err);
+        goto out;
+    }
+    m.loop = evloop_create();
+    if (!m.loop) {
+        log_error("machine: cannot create the event loop: %s", strerror(errno));
+        goto out;
+    }
+    m.vm->loop = m.loop;
+    ret = setup_loop(&m, &sigs);
+    if (ret == 0)
+        ret = setup_devices(&m);
+    if (ret < 0) {
+        log_error("machine: set-up failed: %s", strerror(-ret));
+        goto out;
+    }
+    ret = load_guest(&m);
+    if (ret < 0) {
+        code = ret == -EINVAL || ret == -E2BIG || ret == -ENOMEM || ret == -ENOENT ||
+                       ret == -EISDIR || ret == -EFBIG
+                   ? VM_EXIT_USAGE
+                   : VM_EXIT_ERROR;
+        goto out;
+    }
+    ret = vcpus_start(m.vm);
+    if (ret < 0) {
+        log_error("machine: cannot start vCPU threads: %s", strerror(-ret));
+        goto out;
+    }
+    ret = evloop_run(m.loop);
+    if (ret < 0) {
+        log_error("machine: event loop failed: %s", strerror(-ret));
+        vm_request_exit(m.vm, VM_EXIT_ERROR);
+    }
+    vcpus_stop(m.vm);
+    code = m.vm->exit_reason;
+    if (m.boot_timer.first_ns)
+        log_info("machine: userspace reached %.3f ms after start",
+                 (double)m.boot_timer.first_ns / 1e6);
+    log_info("machine: guest ended: %s (exit code %d)", vm_exit_reason_name(code), code);
+out:
+    write_stats(&m, code);
+    teardown(&m);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return code;
+}

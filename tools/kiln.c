@@ -1,0 +1,155 @@
+/* kiln.c: the kiln command-line tool: run, doctor, version, help. */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "lib/lib.h"
+#include "tools.h"
+
+#ifndef KILN_VERSION
+#define KILN_VERSION "0.1.0"
+#endif
+
+static const char usage_main[] =
+    "usage: kiln COMMAND [OPTIONS]\n"
+    "\n"
+    "Commands:\n"
+    "  run       boot a Linux microVM (the default guest image, or your own kernel)\n"
+    "  doctor    report what this host offers kiln and whether Linux guests can run here\n"
+    "  version   print the version\n"
+    "  help      print this help (kiln COMMAND --help for a command's options)\n";
+
+static const char usage_run[] =
+    "usage: kiln run [OPTIONS]\n"
+    "\n"
+    "Boots a microVM. Without --kernel/--initrd the default guest image is used (its vmlinux and\n"
+    "initramfs.cpio.gz from $KILN_IMAGE_DIR, else the guest/ directory beside the kiln binary).\n"
+    "The guest's serial console is this terminal unless --console names a file; Ctrl-A x ends\n"
+    "the VM.\n"
+    "\n"
+    "  --kernel PATH      bzImage or ELF vmlinux (PVH entry when the image has one)\n"
+    "  --initrd PATH      initramfs or initrd image\n"
+    "  --cmdline TEXT     the whole kernel command line (default: \"" CLI_DEFAULT_CMDLINE "\")\n"
+    "  --append TEXT      words added to the default command line (e.g. \"-- uname -a\")\n"
+    "  --cpus N           vCPUs, 1 to 32 (default 1)\n"
+    "  --mem SIZE         guest RAM, 16M to 1T (default 256M)\n"
+    "  --console FILE     write the guest console to FILE instead of the terminal\n"
+    "  --timeout SECONDS  stop the VM after this long (exit code 124)\n"
+    "  --no-acpi          no ACPI tables (the MP table still describes the CPUs)\n"
+    "  --stats FILE       write a JSON summary (exit, set-up and boot times, RSS) at exit\n"
+    "  --kvm PATH         the KVM device (default /dev/kvm)\n"
+    "  -v, --verbose      more log output (repeat for debug)\n"
+    "  -q, --quiet        errors only\n"
+    "\n"
+    "Exit codes: 0 poweroff, 1 host error, 2 bad usage or input, 3 reboot, 4 guest panic,\n"
+    "5 triple fault, 6 vCPU error, 124 timeout, 130 SIGINT or Ctrl-A x, 143 SIGTERM\n"
+    "(docs/exit-codes.md).\n";
+
+/* The default image directory: $KILN_IMAGE_DIR, else <directory of the kiln binary>/guest. */
+static int default_image_dir(char *out, size_t len)
+{
+    const char *env = getenv("KILN_IMAGE_DIR");
+    char exe[PATH_MAX];
+    ssize_t n;
+    char *slash;
+
+    if (env && *env) {
+        snprintf(out, len, "%s", env);
+        return 0;
+    }
+    n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    if (n < 0)
+        return -errno;
+    exe[n] = '\0';
+    slash = strrchr(exe, '/');
+    if (slash)
+        *slash = '\0';
+    snprintf(out, len, "%s/guest", exe);
+    return 0;
+}
+
+static int image_file(const char *dir, const char *name, char *out, size_t len)
+{
+    snprintf(out, len, "%s/%s", dir, name);
+    if (access(out, R_OK) == 0)
+        return 0;
+    fprintf(stderr,
+            "kiln: the default guest image has no %s (looked in %s).\n"
+            "kiln: build it with `make guest`, set KILN_IMAGE_DIR, or pass --kernel/--initrd.\n",
+            name, dir);
+    return -ENOENT;
+}
+
+static int cmd_run(int argc, char **argv, uint64_t start_ns)
+{
+    static char kernel[PATH_MAX], initrd[PATH_MAX], dir[PATH_MAX];
+    static char cmdline[8192];
+    struct cli_run run;
+    char err[256];
+
+    if (cli_parse_run(argc, argv, &run, err, sizeof(err)) < 0) {
+        fprintf(stderr, "kiln run: %s\n", err);
+        return 2;
+    }
+    if (run.help) {
+        fputs(usage_run, stdout);
+        return 0;
+    }
+    log_set_level(run.verbosity < 0   ? LOG_ERROR
+                  : run.verbosity == 0 ? LOG_WARN
+                  : run.verbosity == 1 ? LOG_INFO
+                                       : LOG_DEBUG);
+    if (!run.cfg.kernel_path || !run.cfg.initrd_path) {
+        if (default_image_dir(dir, sizeof(dir)) < 0) {
+            fprintf(stderr, "kiln run: cannot locate the default guest image\n");
+            return 2;
+        }
+        if (!run.cfg.kernel_path) {
+            if (image_file(dir, "vmlinux", kernel, sizeof(kernel)) < 0)
+                return 2;
+            run.cfg.kernel_path = kernel;
+        }
+        if (!run.cfg.initrd_path) {
+            if (image_file(dir, "initramfs.cpio.gz", initrd, sizeof(initrd)) < 0)
+                return 2;
+            run.cfg.initrd_path = initrd;
+        }
+    }
+    if (!run.cfg.cmdline) {
+        int n = snprintf(cmdline, sizeof(cmdline), "%s%s%s", CLI_DEFAULT_CMDLINE,
+                         run.append ? " " : "", run.append ? run.append : "");
+        if (n >= (int)sizeof(cmdline)) {
+            fprintf(stderr, "kiln run: --append makes the command line longer than %zu bytes\n",
+                    sizeof(cmdline) - 1);
+            return 2;
+        }
+        run.cfg.cmdline = cmdline;
+    }
+    doctor_warn_if_unfit(run.cfg.kvm_path);
+    return machine_run(&run.cfg, start_ns);
+}
+
+int main(int argc, char **argv)
+{
+    uint64_t start_ns = time_now_ns();
+    const char *cmd = argc > 1 ? argv[1] : "help";
+
+    if (!strcmp(cmd, "run"))
+        return cmd_run(argc - 2, argv + 2, start_ns);
+    if (!strcmp(cmd, "doctor"))
+        return cmd_doctor(argc - 2, argv + 2);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("kiln %s\n", KILN_VERSION);
+        return 0;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    fprintf(stderr, "kiln: unknown command '%s'\n%s", cmd, usage_main);
+    return 2;
+}
