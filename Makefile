@@ -47,3 +47,54 @@ asan:
 	$(MAKE) BUILD=build-asan CFLAGS="$(SAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" unit
 
 -include $(CORE_OBJS:.o=.d) $(TOOL_OBJS:.o=.d) $(UNIT_BINS:$(BUILD)/tests/%=$(BUILD)/obj/tests/unit/%.d)
+
+# ---- guest image, test bed, integration ------------------------------------------------------
+# The default guest image (kernel cached under ~/.cache/kiln by a hash of its inputs).
+guest: $(BUILD)/guest/.stamp
+$(BUILD)/guest/.stamp: $(wildcard guest/build.sh guest/kernel/* guest/initramfs/*)
+	guest/build.sh $(BUILD)/guest
+	@touch $@
+
+deps:
+	scripts/deps.sh
+
+testbed:
+	tests/testbed/build.sh
+
+# Integration tests: on this host's KVM when `kiln doctor` says it can run Linux guests, else in
+# the test bed (KILN_TESTBED=always|never|auto overrides). Host-side tests always run here.
+integration: kiln guest
+	tests/integration/run.sh
+
+check: kiln unit asan guest
+	tests/integration/run.sh
+	@echo "check: all suites passed"
+
+demo: deps
+	$(MAKE) kiln guest
+	scripts/demo.sh
+
+bench: kiln guest
+	bench/boot/run.sh
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+lint:
+	clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability --inline-suppr \
+	    --suppress=missingIncludeSystem -Iinclude -Isrc -D__x86_64__ src tools
+
+FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_SRCS)
+	@mkdir -p $(dir $@)
+	clang $(filter-out -MMD -MP,$(CFLAGS_BASE)) -g -O1 -fsanitize=fuzzer,address,undefined $< $(CORE_SRCS) -o $@ $(LDLIBS)
+
+# Each fuzz target runs for FUZZ_SECONDS (default 30).
+FUZZ_SECONDS ?= 30
+fuzz: $(FUZZ_TARGETS)
+	@for f in $(FUZZ_TARGETS); do echo "fuzz: $$f"; mkdir -p $(BUILD)/fuzz/corpus-$$(basename $$f); \
+	    $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 $(BUILD)/fuzz/corpus-$$(basename $$f) || exit 1; done
+
+clean:
+	rm -rf $(BUILD) build-asan

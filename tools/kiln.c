@@ -99,7 +99,7 @@ static int cmd_run(int argc, char **argv, uint64_t start_ns)
         fputs(usage_run, stdout);
         return 0;
     }
-    log_set_level(run.verbosity < 0   ? LOG_ERROR
+    log_set_level(run.verbosity < 0    ? LOG_ERROR
                   : run.verbosity == 0 ? LOG_WARN
                   : run.verbosity == 1 ? LOG_INFO
                                        : LOG_DEBUG);

@@ -78,8 +78,7 @@ static int parse_option(int argc, char *const argv[], int *i, struct cli_run *ou
             cfg->mem_size = n;
     } else if (VALUE("--timeout")) {
         if (r > 0 && parse_uint(v, 1, CLI_MAX_TIMEOUT_S, &n) < 0)
-            return bad(err, errlen, "--timeout", v,
-                       "give whole seconds from 1 to 604800");
+            return bad(err, errlen, "--timeout", v, "give whole seconds from 1 to 604800");
         if (r > 0)
             cfg->timeout_s = (unsigned)n;
     } else if (!strcmp(argv[*i], "--no-acpi")) {
@@ -111,8 +110,9 @@ int cli_parse_run(int argc, char *const argv[], struct cli_run *out, char *err, 
             return ret;
     }
     if (out->cfg.cmdline && out->append) {
-        snprintf(err, errlen, "--cmdline and --append do not go together: --cmdline replaces the "
-                              "whole command line, --append adds to the default one");
+        snprintf(err, errlen,
+                 "--cmdline and --append do not go together: --cmdline replaces the "
+                 "whole command line, --append adds to the default one");
         return -EINVAL;
     }
     return 0;

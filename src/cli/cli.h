@@ -7,17 +7,17 @@
 
 #include "machine/machine.h"
 
-#define CLI_DEFAULT_MEM     (256ULL << 20)
-#define CLI_DEFAULT_CPUS    1
-#define CLI_MAX_TIMEOUT_S   (7 * 24 * 3600)
+#define CLI_DEFAULT_MEM   (256ULL << 20)
+#define CLI_DEFAULT_CPUS  1
+#define CLI_MAX_TIMEOUT_S (7 * 24 * 3600)
 /* The kernel command line of the default image: serial console, reset through the i8042 so a
  * reboot ends the VM, reboot at once on panic, no port-0x80 delays (each would be a VM exit). */
 #define CLI_DEFAULT_CMDLINE "console=ttyS0 reboot=k panic=-1 io_delay=none quiet"
 
 struct cli_run {
     struct machine_config cfg;
-    const char *append;  /* --append: added to the command line */
-    int verbosity;       /* -v adds one, -q subtracts one */
+    const char *append; /* --append: added to the command line */
+    int verbosity;      /* -v adds one, -q subtracts one */
     bool help;
 };
 

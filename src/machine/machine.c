@@ -28,7 +28,7 @@ struct machine {
     struct rtc *rtc;
     struct acpi_pm *acpi_pm;
     struct boot_timer boot_timer;
-    int console_fd;   /* --console file, or -1 */
+    int console_fd; /* --console file, or -1 */
     int signal_fd;
     int timeout_fd;
     int poll_fd;
@@ -95,14 +95,14 @@ static int add_timer(struct machine *m, int *fd, uint64_t first_ns, uint64_t per
     return evloop_add(m->loop, *fd, EPOLLIN, fn, m);
 }
 
-static int register_pio(struct machine *m, uint64_t port, uint64_t len, bus_io_fn fn,
-                        void *opaque, const char *name)
+static int register_pio(struct machine *m, uint64_t port, uint64_t len, bus_io_fn fn, void *opaque,
+                        const char *name)
 {
     int ret = bus_register(&m->vm->bus, BUS_PIO, port, len, fn, opaque, name);
 
     if (ret < 0)
-        log_error("machine: cannot register %s at port %#llx: %s", name,
-                  (unsigned long long)port, strerror(-ret));
+        log_error("machine: cannot register %s at port %#llx: %s", name, (unsigned long long)port,
+                  strerror(-ret));
     return ret;
 }
 
@@ -214,7 +214,7 @@ static uint64_t status_kib(const char *key)
 
 static void write_stats(struct machine *m, int code)
 {
-    uint64_t now = time_now_ns(), first_run = m->vm ? m->vm->first_run_ns : 0;
+    uint64_t start = m->vm ? m->vm->start_ns : 0, first_run = m->vm ? m->vm->first_run_ns : 0;
     uint64_t boot = m->boot_timer.first_ns;
     FILE *f;
 
@@ -231,8 +231,8 @@ static void write_stats(struct machine *m, int code)
             "\"runtime_us\":%.1f,\"rss_anon_kib\":%llu,\"rss_file_kib\":%llu,"
             "\"rss_shmem_kib\":%llu}\n",
             vm_exit_reason_name((enum vm_exit_reason)code), code,
-            first_run ? (double)(first_run - m->vm->start_ns) / 1e3 : -1.0,
-            boot ? (double)boot / 1e3 : -1.0, (double)(now - (m->vm ? m->vm->start_ns : now)) / 1e3,
+            first_run ? (double)(first_run - start) / 1e3 : -1.0, boot ? (double)boot / 1e3 : -1.0,
+            start ? (double)(time_now_ns() - start) / 1e3 : -1.0,
             (unsigned long long)status_kib("RssAnon"), (unsigned long long)status_kib("RssFile"),
             (unsigned long long)status_kib("RssShmem"));
     fclose(f);
@@ -277,10 +277,10 @@ static int setup_loop(struct machine *m, sigset_t *sigs)
 
 int machine_run(const struct machine_config *cfg, uint64_t start_ns)
 {
-    struct machine m = {.cfg = cfg, .console_fd = -1, .signal_fd = -1, .timeout_fd = -1,
-                        .poll_fd = -1};
-    struct vm_config vcfg = {.mem_size = cfg->mem_size, .ncpus = cfg->ncpus,
-                             .kvm_path = cfg->kvm_path};
+    struct machine m = {
+        .cfg = cfg, .console_fd = -1, .signal_fd = -1, .timeout_fd = -1, .poll_fd = -1};
+    struct vm_config vcfg = {
+        .mem_size = cfg->mem_size, .ncpus = cfg->ncpus, .kvm_path = cfg->kvm_path};
     sigset_t sigs, old;
     char err[256];
     int code = VM_EXIT_ERROR, ret;
@@ -298,8 +298,7 @@ int machine_run(const struct machine_config *cfg, uint64_t start_ns)
     if (cfg->console_path) {
         m.console_fd = open(cfg->console_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (m.console_fd < 0) {
-            log_error("machine: cannot open --console %s: %s", cfg->console_path,
-                      strerror(errno));
+            log_error("machine: cannot open --console %s: %s", cfg->console_path, strerror(errno));
             goto out;
         }
     }

@@ -9,9 +9,9 @@
 #include "vmm/vmm.h"
 
 struct machine_config {
-    const char *kernel_path;  /* required */
-    const char *initrd_path;  /* NULL: none */
-    const char *cmdline;      /* the whole kernel command line */
+    const char *kernel_path; /* required */
+    const char *initrd_path; /* NULL: none */
+    const char *cmdline;     /* the whole kernel command line */
     uint64_t mem_size;
     unsigned ncpus;
     bool acpi;                /* build ACPI tables (the MP table is always built) */

@@ -38,8 +38,8 @@ static void note_unhandled(struct bus *bus, enum bus_space space, uint64_t addr,
                  (unsigned long long)addr);
 }
 
-int bus_register(struct bus *bus, enum bus_space space, uint64_t base, uint64_t len,
-                 bus_io_fn fn, void *opaque, const char *name)
+int bus_register(struct bus *bus, enum bus_space space, uint64_t base, uint64_t len, bus_io_fn fn,
+                 void *opaque, const char *name)
 {
     struct bus_range *r = bus->ranges[space];
     unsigned n = bus->count[space], pos;
@@ -78,8 +78,8 @@ const struct bus_range *bus_find(const struct bus *bus, enum bus_space space, ui
     return NULL;
 }
 
-bool bus_dispatch(struct bus *bus, enum bus_space space, uint64_t addr, uint8_t *data,
-                  uint32_t len, bool is_write)
+bool bus_dispatch(struct bus *bus, enum bus_space space, uint64_t addr, uint8_t *data, uint32_t len,
+                  bool is_write)
 {
     const struct bus_range *r = bus_find(bus, space, addr);
 

@@ -38,7 +38,7 @@ int kvm_open(const char *path, int *kvm_fd, char *err, size_t errlen)
     if (fd < 0) {
         ret = -errno;
         snprintf(err, errlen, "cannot open %s: %s%s", path, strerror(errno),
-                 errno == ENOENT ? " (is the kvm module loaded, and virtualization enabled?)"
+                 errno == ENOENT   ? " (is the kvm module loaded, and virtualization enabled?)"
                  : errno == EACCES ? " (add yourself to the kvm group, or run as root)"
                                    : "");
         return ret;

@@ -68,8 +68,8 @@ void vcpu_dump(struct vcpu *vcpu)
         log_error("vcpu %u: cannot read registers: %s", vcpu->index, strerror(errno));
         return;
     }
-    log_error("vcpu %u: rip=%#llx rsp=%#llx rflags=%#llx", vcpu->index,
-              (unsigned long long)r.rip, (unsigned long long)r.rsp, (unsigned long long)r.rflags);
+    log_error("vcpu %u: rip=%#llx rsp=%#llx rflags=%#llx", vcpu->index, (unsigned long long)r.rip,
+              (unsigned long long)r.rsp, (unsigned long long)r.rflags);
     log_error("vcpu:   rax=%#llx rbx=%#llx rcx=%#llx rdx=%#llx rsi=%#llx rdi=%#llx rbp=%#llx",
               (unsigned long long)r.rax, (unsigned long long)r.rbx, (unsigned long long)r.rcx,
               (unsigned long long)r.rdx, (unsigned long long)r.rsi, (unsigned long long)r.rdi,
@@ -97,8 +97,8 @@ static void report_state(struct vcpu *vcpu)
     if (ioctl(vcpu->fd, KVM_GET_MP_STATE, &mp) == 0) {
         if (mp.mp_state == KVM_MP_STATE_UNINITIALIZED || mp.mp_state == KVM_MP_STATE_INIT_RECEIVED)
             stopped = 1;
-        else if (mp.mp_state == KVM_MP_STATE_HALTED &&
-                 ioctl(vcpu->fd, KVM_GET_REGS, &regs) == 0 && !(regs.rflags & X86_RFLAGS_IF))
+        else if (mp.mp_state == KVM_MP_STATE_HALTED && ioctl(vcpu->fd, KVM_GET_REGS, &regs) == 0 &&
+                 !(regs.rflags & X86_RFLAGS_IF))
             stopped = 1;
     }
     vcpu->stopped = stopped;
@@ -112,8 +112,8 @@ static void handle_io(struct vcpu *vcpu)
 
     /* KVM guarantees data_offset + size * count lies in the run area (string I/O is split). */
     for (uint32_t i = 0; i < run->io.count; i++)
-        bus_dispatch(&vcpu->vm->bus, BUS_PIO, run->io.port, data + i * run->io.size,
-                     run->io.size, is_write);
+        bus_dispatch(&vcpu->vm->bus, BUS_PIO, run->io.port, data + i * run->io.size, run->io.size,
+                     is_write);
 }
 
 static void fatal_exit(struct vcpu *vcpu, enum vm_exit_reason reason, const char *what)
@@ -171,8 +171,7 @@ static bool handle_exit(struct vcpu *vcpu)
         fatal_exit(vcpu, VM_EXIT_VCPU_ERROR, what);
         return false;
     case KVM_EXIT_INTERNAL_ERROR:
-        snprintf(what, sizeof(what), "KVM internal error, suberror %u%s",
-                 run->internal.suberror,
+        snprintf(what, sizeof(what), "KVM internal error, suberror %u%s", run->internal.suberror,
                  run->internal.suberror == KVM_INTERNAL_ERROR_EMULATION
                      ? " (instruction emulation failed)"
                      : "");

@@ -232,8 +232,8 @@ struct vm *vm_create(const struct vm_config *cfg, uint64_t start_ns, char *err, 
     vm->mem.fd = -1;
     vm->exit_reason = VM_EXIT_NONE;
     vm->start_ns = start_ns;
-    vm->host = (struct dev_host){
-        .set_irq = host_set_irq, .request_exit = host_request_exit, .opaque = vm};
+    vm->host =
+        (struct dev_host){.set_irq = host_set_irq, .request_exit = host_request_exit, .opaque = vm};
     bus_init(&vm->bus);
     ret = setup_vm(vm, cfg, err, errlen);
     if (ret < 0) {

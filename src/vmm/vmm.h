@@ -1,4 +1,5 @@
-/* vmm.h: the VMM core's internal API: guest memory, the I/O bus, the VM, vCPUs and the event loop. */
+/* vmm.h: the VMM core's internal API: guest memory, the I/O bus, the VM, vCPUs and the event loop.
+ */
 #ifndef KILN_VMM_H
 #define KILN_VMM_H
 
@@ -12,17 +13,17 @@
 /* ---- exit codes (docs/exit-codes.md) -------------------------------------------------------
  * Why the VMM ended; the value is the process exit code of `kiln run`. */
 enum vm_exit_reason {
-    VM_EXIT_NONE = -1,          /* still running */
-    VM_EXIT_POWEROFF = 0,       /* guest powered off (ACPI S5) or halted every vCPU */
-    VM_EXIT_ERROR = 1,          /* host-side failure: set-up error, KVM failure */
-    VM_EXIT_USAGE = 2,          /* bad command line or bad input (image, size, ...) */
-    VM_EXIT_REBOOT = 3,         /* guest asked for a reset (i8042 0xFE, ACPI reset register) */
-    VM_EXIT_PANIC = 4,          /* guest kernel panicked (then reset) */
-    VM_EXIT_TRIPLE_FAULT = 5,   /* KVM_EXIT_SHUTDOWN: the guest triple-faulted */
-    VM_EXIT_VCPU_ERROR = 6,     /* KVM internal error, failed entry, unexpected exit */
-    VM_EXIT_TIMEOUT = 124,      /* --timeout expired (as timeout(1)) */
-    VM_EXIT_SIGINT = 130,       /* SIGINT, or Ctrl-A x on the console */
-    VM_EXIT_SIGTERM = 143,      /* SIGTERM */
+    VM_EXIT_NONE = -1,        /* still running */
+    VM_EXIT_POWEROFF = 0,     /* guest powered off (ACPI S5) or halted every vCPU */
+    VM_EXIT_ERROR = 1,        /* host-side failure: set-up error, KVM failure */
+    VM_EXIT_USAGE = 2,        /* bad command line or bad input (image, size, ...) */
+    VM_EXIT_REBOOT = 3,       /* guest asked for a reset (i8042 0xFE, ACPI reset register) */
+    VM_EXIT_PANIC = 4,        /* guest kernel panicked (then reset) */
+    VM_EXIT_TRIPLE_FAULT = 5, /* KVM_EXIT_SHUTDOWN: the guest triple-faulted */
+    VM_EXIT_VCPU_ERROR = 6,   /* KVM internal error, failed entry, unexpected exit */
+    VM_EXIT_TIMEOUT = 124,    /* --timeout expired (as timeout(1)) */
+    VM_EXIT_SIGINT = 130,     /* SIGINT, or Ctrl-A x on the console */
+    VM_EXIT_SIGTERM = 143,    /* SIGTERM */
 };
 const char *vm_exit_reason_name(enum vm_exit_reason reason);
 
@@ -43,9 +44,9 @@ struct guest_region {
 };
 
 struct guest_mem {
-    int fd;             /* the memfd backing all regions, -1 if none */
-    uint8_t *map;       /* one mapping of the whole memfd */
-    uint64_t size;      /* total RAM bytes */
+    int fd;        /* the memfd backing all regions, -1 if none */
+    uint8_t *map;  /* one mapping of the whole memfd */
+    uint64_t size; /* total RAM bytes */
     unsigned nregions;
     struct guest_region regions[GUEST_MEM_MAX_REGIONS];
 };
@@ -89,20 +90,20 @@ struct bus {
     struct bus_range ranges[2][BUS_MAX_RANGES]; /* sorted by base */
     pthread_mutex_t unhandled_lock;             /* guards the set below (a cold path) */
     unsigned nunhandled;
-    uint64_t unhandled[BUS_MAX_UNHANDLED];      /* (space << 63) | addr, already logged */
+    uint64_t unhandled[BUS_MAX_UNHANDLED]; /* (space << 63) | addr, already logged */
 };
 
 void bus_init(struct bus *bus);
 void bus_destroy(struct bus *bus);
 /* Returns 0, -EEXIST when the range overlaps one already registered, -ENOSPC when full,
  * -EINVAL for len 0 or an overflowing range. */
-int bus_register(struct bus *bus, enum bus_space space, uint64_t base, uint64_t len,
-                 bus_io_fn fn, void *opaque, const char *name);
+int bus_register(struct bus *bus, enum bus_space space, uint64_t base, uint64_t len, bus_io_fn fn,
+                 void *opaque, const char *name);
 const struct bus_range *bus_find(const struct bus *bus, enum bus_space space, uint64_t addr);
 /* Dispatches one access; returns true if a device handled it. Unhandled reads fill 0xff and are
  * logged (at info level) once per address, up to BUS_MAX_UNHANDLED addresses. */
-bool bus_dispatch(struct bus *bus, enum bus_space space, uint64_t addr, uint8_t *data,
-                  uint32_t len, bool is_write);
+bool bus_dispatch(struct bus *bus, enum bus_space space, uint64_t addr, uint8_t *data, uint32_t len,
+                  bool is_write);
 
 /* ---- what devices may ask of the VM ---------------------------------------------------------
  * Devices never see struct vm: they get this table, so unit tests can pass fakes. */
@@ -143,10 +144,11 @@ struct kvm_cap_desc {
 extern const struct kvm_cap_desc kvm_caps[];
 extern const unsigned kvm_ncaps;
 
-/* ---- the VM (vm.c, vcpu.c) -------------------------------------------------------------------- */
+/* ---- the VM (vm.c, vcpu.c) --------------------------------------------------------------------
+ */
 struct vm_config {
-    uint64_t mem_size;  /* bytes of guest RAM */
-    unsigned ncpus;     /* 1..X86_MAX_CPUS */
+    uint64_t mem_size;    /* bytes of guest RAM */
+    unsigned ncpus;       /* 1..X86_MAX_CPUS */
     const char *kvm_path; /* NULL: /dev/kvm */
 };
 
@@ -160,8 +162,8 @@ struct vcpu {
     size_t run_size;
     pthread_t thread;
     bool thread_started;
-    _Atomic bool state_wanted;  /* the poller asks: report your run state at the next exit */
-    _Atomic int stopped;        /* -1 unknown, 1 halted with interrupts off or never started */
+    _Atomic bool state_wanted; /* the poller asks: report your run state at the next exit */
+    _Atomic int stopped;       /* -1 unknown, 1 halted with interrupts off or never started */
 };
 
 struct vm {
@@ -171,13 +173,13 @@ struct vm {
     struct guest_mem mem;
     struct bus bus;
     struct vcpu *vcpus;
-    struct kvm_cpuid2 *cpuid;   /* KVM_GET_SUPPORTED_CPUID, before per-vCPU fix-ups */
-    struct dev_host host;       /* what devices may ask of this VM */
-    struct evloop *loop;        /* stopped when the VM should end */
-    _Atomic int exit_reason;    /* VM_EXIT_NONE until the first request wins */
-    _Atomic bool panic_seen;    /* the guest printed a kernel panic banner; its reset is a panic */
-    _Atomic bool stopping;      /* vCPU threads leave KVM_RUN and exit */
-    uint64_t start_ns;          /* process start, for the boot timer and set-up figures */
+    struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, before per-vCPU fix-ups */
+    struct dev_host host;     /* what devices may ask of this VM */
+    struct evloop *loop;      /* stopped when the VM should end */
+    _Atomic int exit_reason;  /* VM_EXIT_NONE until the first request wins */
+    _Atomic bool panic_seen;  /* the guest printed a kernel panic banner; its reset is a panic */
+    _Atomic bool stopping;    /* vCPU threads leave KVM_RUN and exit */
+    uint64_t start_ns;        /* process start, for the boot timer and set-up figures */
     _Atomic uint64_t first_run_ns; /* when the boot vCPU first entered KVM_RUN */
 };
 

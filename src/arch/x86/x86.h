@@ -52,7 +52,7 @@
 #define X86_PORT_ACPI_RESET    0x3c2       /* FADT reset register, reset value 1 */
 #define X86_ACPI_S5_SLP_TYP    5           /* \_S5 package value; sleep control write 0x34 */
 
-#define X86_MAX_CPUS  32
+#define X86_MAX_CPUS  32U
 #define X86_MAX_VIRTIO 16
 
 /* ---- e820 (e820.c) ---------------------------------------------------------------------------

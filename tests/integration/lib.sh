@@ -1,0 +1,54 @@
+# lib.sh: a tiny POSIX-sh harness for integration tests (it also runs under busybox in the test
+# bed): run a command, check its exit code and output. Sourced by host.sh and guest.sh.
+PASSED=0
+FAILED=0
+FAILED_NAMES=""
+OUT=$(mktemp -d /tmp/kiln-it.XXXXXX)
+trap 'rm -rf "$OUT"' EXIT
+
+pass() { PASSED=$((PASSED + 1)); echo "PASS $1"; }
+fail() {
+    FAILED=$((FAILED + 1))
+    FAILED_NAMES="$FAILED_NAMES $1"
+    echo "FAIL $1: $2"
+    if [ -f "$OUT/$1.log" ]; then tail -n 30 "$OUT/$1.log" | sed 's/^/    | /'; fi
+}
+
+# run NAME EXPECTED_CODE CMD...: runs CMD with stdout+stderr in $OUT/NAME.log, checks the code.
+run() {
+    _name=$1 _want=$2
+    shift 2
+    "$@" >"$OUT/$_name.log" 2>&1 </dev/null
+    _got=$?
+    [ "$_got" = "$_want" ] && return 0
+    fail "$_name" "exit code $_got, expected $_want"
+    return 1
+}
+
+# expect NAME REGEX: the log of NAME matches the extended regex.
+expect() {
+    grep -Eq -- "$2" "$OUT/$1.log" && return 0
+    fail "$1" "output does not match /$2/"
+    return 1
+}
+
+# refute NAME REGEX: the log of NAME does not match.
+refute() {
+    grep -Eq -- "$2" "$OUT/$1.log" || return 0
+    fail "$1" "output unexpectedly matches /$2/"
+    return 1
+}
+
+# check NAME EXPECTED_CODE REGEX CMD...: run, expect, pass.
+check() {
+    _cname=$1 _cwant=$2 _cre=$3
+    shift 3
+    run "$_cname" "$_cwant" "$@" && expect "$_cname" "$_cre" && pass "$_cname"
+}
+
+summary() {
+    echo "$SUITE: $PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ] && return 0
+    echo "failing:$FAILED_NAMES"
+    return 1
+}

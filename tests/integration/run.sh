@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs the integration tests: host-side ones here, guest-booting ones on this host's KVM when the
+# probe says it can run Linux guests, else inside the test bed (one boot for the whole suite).
+# KILN_TESTBED=always|never|auto (default auto) overrides the choice.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+BUILD=${BUILD:-build}
+mode=${KILN_TESTBED:-auto}
+case "$mode" in always|never|auto) ;; *)
+    echo "integration: KILN_TESTBED must be always, never or auto, not '$mode'" >&2; exit 2;;
+esac
+
+# Assets the guest tests need, made here where cpio is at hand: an initrd carrying a random blob
+# (appended as a second archive, as the kernel allows) to prove the initrd arrives intact.
+assets=$BUILD/it-assets
+mkdir -p "$assets"
+head -c 1048576 /dev/urandom >"$assets/blob"
+(cd "$assets" && echo blob | cpio --quiet -o -H newc --owner 0:0 | gzip -1) >"$assets/blob.cpio.gz"
+cat "$BUILD/guest/initramfs.cpio.gz" "$assets/blob.cpio.gz" >"$assets/initrd-with-blob.cpio.gz"
+
+status=0
+tests/integration/host.sh "$BUILD" || status=1
+
+if [ "$mode" = auto ]; then
+    if "$BUILD/kiln" doctor --quiet; then mode=never; else mode=always; fi
+    [ "$mode" = always ] && echo "integration: this host's KVM cannot run Linux guests; using the test bed"
+fi
+if [ "$mode" = never ]; then
+    tests/integration/guest.sh "$BUILD" || status=1
+else
+    tests/testbed/run.sh --timeout "${KILN_TESTBED_TIMEOUT:-1500}" \
+        --payload "$BUILD/kiln:kiln/build/kiln" \
+        --payload "$BUILD/guest:kiln/build/guest" \
+        --payload "tests:kiln/tests" \
+        -- sh -c 'cd /payload/kiln && tests/integration/guest.sh build' || status=1
+fi
+exit $status

@@ -1,0 +1,84 @@
+/* test_memory.c: guest RAM layout around the MMIO hole and the checked accessor. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "lib/lib.h"
+#include "vmm/vmm.h"
+
+#define HOLE (3 * GiB)
+
+static void test_small_ram_one_region(void **state)
+{
+    struct guest_mem mem;
+
+    (void)state;
+    assert_int_equal(guest_mem_init(&mem, 64 * MiB, HOLE), 0);
+    assert_int_equal(mem.nregions, 1);
+    assert_int_equal(guest_mem_low_end(&mem), 64 * MiB);
+    assert_non_null(guest_mem_ptr(&mem, 0, 64 * MiB));
+    assert_non_null(guest_mem_ptr(&mem, 64 * MiB - 1, 1));
+    assert_non_null(guest_mem_ptr(&mem, 64 * MiB, 0));
+    assert_null(guest_mem_ptr(&mem, 64 * MiB - 1, 2));
+    assert_null(guest_mem_ptr(&mem, 64 * MiB, 1));
+    assert_null(guest_mem_ptr(&mem, UINT64_MAX, 2));
+    assert_null(guest_mem_ptr(&mem, 4096, UINT64_MAX));
+    /* Writes through the accessor land in the memfd. */
+    *(uint8_t *)guest_mem_ptr(&mem, 4096, 1) = 0xab;
+    assert_int_equal(mem.map[4096], 0xab);
+    guest_mem_destroy(&mem);
+}
+
+static void test_large_ram_splits_around_hole(void **state)
+{
+    struct guest_mem mem;
+    uint8_t *above;
+
+    (void)state;
+    /* MAP_NORESERVE: 6 GiB costs nothing until touched. */
+    assert_int_equal(guest_mem_init(&mem, 6 * GiB, HOLE), 0);
+    assert_int_equal(mem.nregions, 2);
+    assert_int_equal(mem.regions[0].size, HOLE);
+    assert_int_equal(mem.regions[1].gpa, 4 * GiB);
+    assert_int_equal(mem.regions[1].size, 3 * GiB);
+    assert_null(guest_mem_ptr(&mem, HOLE, 1)); /* the hole is not RAM */
+    assert_null(guest_mem_ptr(&mem, 4 * GiB - 1, 1));
+    assert_null(guest_mem_ptr(&mem, HOLE - 4096, 8192)); /* no straddling into the hole */
+    above = guest_mem_ptr(&mem, 4 * GiB, 4096);
+    assert_non_null(above);
+    assert_ptr_equal(above, mem.map + HOLE);
+    assert_non_null(guest_mem_ptr(&mem, 7 * GiB - 1, 1));
+    assert_null(guest_mem_ptr(&mem, 7 * GiB, 1));
+    guest_mem_destroy(&mem);
+}
+
+static void test_size_limits(void **state)
+{
+    struct guest_mem mem;
+
+    (void)state;
+    assert_int_equal(guest_mem_init(&mem, 16 * MiB - 1, HOLE), -EINVAL);
+    assert_int_equal(guest_mem_init(&mem, 0, HOLE), -EINVAL);
+    assert_int_equal(guest_mem_init(&mem, GUEST_MEM_MAX_SIZE + 1, HOLE), -EINVAL);
+    assert_int_equal(guest_mem_init(&mem, 64 * GiB, HOLE), 0);
+    assert_int_equal(mem.regions[1].size, 61 * GiB);
+    guest_mem_destroy(&mem);
+    /* Odd sizes round up to a page. */
+    assert_int_equal(guest_mem_init(&mem, 16 * MiB + 1, HOLE), 0);
+    assert_int_equal(mem.size, 16 * MiB + 4096);
+    guest_mem_destroy(&mem);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_small_ram_one_region),
+        cmocka_unit_test(test_large_ram_splits_around_hole),
+        cmocka_unit_test(test_size_limits),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
