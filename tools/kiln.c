@@ -57,10 +57,8 @@ static int default_image_dir(char *out, size_t len)
     ssize_t n;
     char *slash;
 
-    if (env && *env) {
-        snprintf(out, len, "%s", env);
-        return 0;
-    }
+    if (env && *env)
+        return snprintf(out, len, "%s", env) < (int)len ? 0 : -ENAMETOOLONG;
     n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     if (n < 0)
         return -errno;
@@ -68,14 +66,12 @@ static int default_image_dir(char *out, size_t len)
     slash = strrchr(exe, '/');
     if (slash)
         *slash = '\0';
-    snprintf(out, len, "%s/guest", exe);
-    return 0;
+    return snprintf(out, len, "%s/guest", exe) < (int)len ? 0 : -ENAMETOOLONG;
 }
 
 static int image_file(const char *dir, const char *name, char *out, size_t len)
 {
-    snprintf(out, len, "%s/%s", dir, name);
-    if (access(out, R_OK) == 0)
+    if (snprintf(out, len, "%s/%s", dir, name) < (int)len && access(out, R_OK) == 0)
         return 0;
     fprintf(stderr,
             "kiln: the default guest image has no %s (looked in %s).\n"

@@ -69,6 +69,12 @@ uint64_t time_now_ns(void); /* CLOCK_MONOTONIC */
 /* Reads a whole regular file into a malloc'd buffer (at most max_size bytes, else -EFBIG).
  * Returns 0 or -errno; *out must be freed by the caller. */
 int file_read_all(const char *path, size_t max_size, uint8_t **out, size_t *out_len);
+/* Maps a whole regular file read-only (MAP_PRIVATE): no copy, pages come from the page cache as
+ * they are touched. Refuses files larger than max_size (-EFBIG), directories (-EISDIR) and
+ * anything that is not a regular file (-EINVAL). An empty file maps to a non-NULL dummy with
+ * *out_len 0. Returns 0 or -errno; release with file_unmap(). */
+int file_map(const char *path, size_t max_size, const uint8_t **out, size_t *out_len);
+void file_unmap(const uint8_t *map, size_t len);
 /* write() until done, retrying on EINTR. Returns 0 or -errno. */
 int write_all(int fd, const void *buf, size_t len);
 

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -144,4 +145,43 @@ int file_read_all(const char *path, size_t max_size, uint8_t **out, size_t *out_
 fail_close:
     close(fd);
     return ret;
+}
+
+static const uint8_t empty_file_map[1];
+
+int file_map(const char *path, size_t max_size, const uint8_t **out, size_t *out_len)
+{
+    struct stat st;
+    void *map;
+    int fd, ret = 0;
+
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    if (fstat(fd, &st) < 0) {
+        ret = -errno;
+    } else if (!S_ISREG(st.st_mode)) {
+        ret = S_ISDIR(st.st_mode) ? -EISDIR : -EINVAL;
+    } else if ((uint64_t)st.st_size > max_size) {
+        ret = -EFBIG;
+    } else if (st.st_size == 0) {
+        *out = empty_file_map;
+        *out_len = 0;
+    } else {
+        map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+        if (map == MAP_FAILED) {
+            ret = -errno;
+        } else {
+            *out = map;
+            *out_len = (size_t)st.st_size;
+        }
+    }
+    close(fd);
+    return ret;
+}
+
+void file_unmap(const uint8_t *map, size_t len)
+{
+    if (map && len)
+        munmap((void *)map, len);
 }

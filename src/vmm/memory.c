@@ -73,6 +73,32 @@ void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
     return NULL;
 }
 
+int guest_mem_write(const struct guest_mem *mem, uint64_t gpa, const void *src, uint64_t len)
+{
+    const uint8_t *from = src;
+    uint8_t *dst = guest_mem_ptr(mem, gpa, len);
+    uint64_t off;
+
+    if (!dst)
+        return -EFAULT;
+    if (mem->fd < 0 || len < 64 * 1024) {
+        memcpy(dst, src, len);
+        return 0;
+    }
+    off = (uint64_t)(dst - mem->map);
+    while (len) {
+        ssize_t n = pwrite(mem->fd, from, len, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return n < 0 ? -errno : -EIO;
+        from += n;
+        off += (uint64_t)n;
+        len -= (uint64_t)n;
+    }
+    return 0;
+}
+
 uint64_t guest_mem_low_end(const struct guest_mem *mem)
 {
     return mem->nregions ? mem->regions[0].size : 0;

@@ -59,6 +59,11 @@ void guest_mem_destroy(struct guest_mem *mem);
 /* Host pointer for [gpa, gpa+len) if that range lies entirely inside one RAM region, else NULL.
  * len may be 0 (then gpa must still be inside, or at the end of, a region). */
 void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
+/* Copies len bytes from src to guest RAM at gpa after the same check as guest_mem_ptr (-EFAULT if
+ * the range is not RAM). Large copies go through pwrite() on the memfd, which fills the pages
+ * inside the kernel instead of taking a page fault per 4 KiB page: about twice as fast for a
+ * kernel image, which is most of kiln's set-up time. */
+int guest_mem_write(const struct guest_mem *mem, uint64_t gpa, const void *src, uint64_t len);
 /* Bytes of RAM below the MMIO hole (the end of the first region). */
 uint64_t guest_mem_low_end(const struct guest_mem *mem);
 

@@ -73,12 +73,36 @@ static void test_size_limits(void **state)
     guest_mem_destroy(&mem);
 }
 
+static void test_write(void **state)
+{
+    struct guest_mem mem;
+    static uint8_t big[256 * 1024];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (uint8_t)(i * 7);
+    assert_int_equal(guest_mem_init(&mem, 6 * GiB, HOLE), 0);
+    /* Small copies and pwrite()-sized ones land at the right place, in both regions. */
+    assert_int_equal(guest_mem_write(&mem, 0x1000, "abc", 3), 0);
+    assert_memory_equal(guest_mem_ptr(&mem, 0x1000, 3), "abc", 3);
+    assert_int_equal(guest_mem_write(&mem, 0x100000, big, sizeof(big)), 0);
+    assert_memory_equal(guest_mem_ptr(&mem, 0x100000, sizeof(big)), big, sizeof(big));
+    assert_int_equal(guest_mem_write(&mem, 5 * GiB, big, sizeof(big)), 0);
+    assert_memory_equal(guest_mem_ptr(&mem, 5 * GiB, sizeof(big)), big, sizeof(big));
+    /* Out of RAM, into the hole, or wrapping: refused before anything is written. */
+    assert_int_equal(guest_mem_write(&mem, HOLE - 4096, big, sizeof(big)), -EFAULT);
+    assert_int_equal(guest_mem_write(&mem, 7 * GiB - 1, big, 2), -EFAULT);
+    assert_int_equal(guest_mem_write(&mem, UINT64_MAX, big, 2), -EFAULT);
+    guest_mem_destroy(&mem);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_small_ram_one_region),
         cmocka_unit_test(test_large_ram_splits_around_hole),
         cmocka_unit_test(test_size_limits),
+        cmocka_unit_test(test_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
