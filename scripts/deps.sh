@@ -13,6 +13,7 @@ packages=(
     flex bison bc libelf-dev libssl-dev lz4 # what building that kernel needs
     busybox-static       # the guest's and the test bed's userland
     cpio xz-utils kmod zstd # initramfs packing, module handling
+    acpica-tools         # iasl: the ACPI table test disassembles and recompiles our tables
     python3              # benchmark statistics
 )
 

@@ -130,12 +130,15 @@ struct x86_platform {
 };
 
 /* MP table (floating pointer + config table) at X86_MPTABLE_ADDR: every CPU, the IOAPIC, ISA bus
- * and its interrupts, and the virtio GSIs. Returns 0 or -EINVAL (ncpus out of range) / -ENOMEM. */
+ * and its interrupts, and the virtio GSIs. Returns 0 or -EINVAL (ncpus or nvirtio out of range,
+ * a GSI past 23) / -ENOMEM. */
 int x86_mptable_write(struct guest_mem *mem, const struct x86_platform *plat);
-/* ACPI 6 tables in [X86_ACPI_ADDR, X86_ACPI_END): RSDP, XSDT, MADT (every CPU, the IOAPIC,
- * ISA overrides), a hardware-reduced FADT (sleep control/status and reset registers on the
- * X86_PORT_ACPI_* ports), and a DSDT with \_S5 and one LNRO0005 (virtio-mmio) device per
- * plat->virtio entry. Stores the RSDP address in *rsdp_gpa. Returns 0 or -ENOMEM. */
+/* ACPI 6 tables in [X86_ACPI_ADDR, X86_ACPI_END): RSDP, XSDT, MADT (every CPU and the IOAPIC;
+ * ISA IRQs identity-mapped, no overrides), a hardware-reduced FADT (sleep control/status and
+ * reset registers on the X86_PORT_ACPI_* ports), and a DSDT with \_S5, COM1 and one LNRO0005
+ * (virtio-mmio) device per plat->virtio entry. Stores the RSDP address in *rsdp_gpa. Returns 0,
+ * -EINVAL (ncpus or nvirtio out of range, a virtio window not below 4 GiB or a GSI past 23) or
+ * -ENOMEM. */
 int x86_acpi_write(struct guest_mem *mem, const struct x86_platform *plat, uint64_t *rsdp_gpa);
 
 #endif
