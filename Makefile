@@ -67,6 +67,7 @@ integration: kiln guest
 	tests/integration/run.sh
 
 check: kiln unit asan guest
+	$(MAKE) fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-15}
 	tests/integration/run.sh
 	@echo "check: all suites passed"
 
@@ -88,7 +89,7 @@ lint:
 FUZZ_TARGETS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(wildcard tests/fuzz/fuzz_*.c))
 $(BUILD)/fuzz/%: tests/fuzz/%.c $(CORE_SRCS)
 	@mkdir -p $(dir $@)
-	clang $(filter-out -MMD -MP,$(CFLAGS_BASE)) -g -O1 -fsanitize=fuzzer,address,undefined $< $(CORE_SRCS) -o $@ $(LDLIBS)
+	clang $(filter-out -MMD -MP,$(CFLAGS_BASE)) -g -O1 -fsanitize=fuzzer,address,undefined -Wno-gnu-variable-sized-type-not-at-end $< $(CORE_SRCS) -o $@ $(LDLIBS)
 
 # Each fuzz target runs for FUZZ_SECONDS (default 30).
 FUZZ_SECONDS ?= 30
