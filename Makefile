@@ -75,8 +75,14 @@ demo: deps
 	$(MAKE) kiln guest
 	scripts/demo.sh
 
-bench: kiln guest
-	bench/boot/run.sh
+# Benchmarks (docs/benchmarks.md). The harness is static: the test bed has no glibc of its own.
+BENCH_SRCS := $(wildcard bench/boot/*.c)
+$(BUILD)/bench/bootbench: $(BENCH_SRCS) $(wildcard bench/boot/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS_BASE)) $(CFLAGS) -static -o $@ $(BENCH_SRCS) -lm
+
+bench: kiln guest $(BUILD)/bench/bootbench
+	BUILD=$(BUILD) bench/boot/run.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -32,6 +32,7 @@ else
         --payload "$BUILD/kiln:kiln/build/kiln" \
         --payload "$BUILD/guest:kiln/build/guest" \
         --payload "tests:kiln/tests" \
+        --payload "$BUILD/it-assets:kiln/build/it-assets" \
         -- sh -c 'cd /payload/kiln && tests/integration/guest.sh build' || status=1
 fi
 exit $status
