@@ -33,6 +33,8 @@ else
         --payload "$BUILD/guest:kiln/build/guest" \
         --payload "tests:kiln/tests" \
         --payload "$BUILD/it-assets:kiln/build/it-assets" \
-        -- sh -c 'cd /payload/kiln && tests/integration/guest.sh build' || status=1
+        --payload "$(tests/testbed/build.sh)/vmlinuz:kiln/build/distro-vmlinuz" \
+        -- sh -c 'cd /payload/kiln && KILN_DISTRO_KERNEL=build/distro-vmlinuz tests/integration/guest.sh build' \
+        || status=1
 fi
 exit $status
