@@ -15,6 +15,7 @@ CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/obj/%.o)
 TOOL_OBJS := $(TOOL_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
+.SECONDARY:
 .PHONY: all kiln unit-build unit asan guest testbed check demo integration bench format lint clean fuzz deps
 all: kiln
 kiln: $(BUILD)/kiln
