@@ -198,28 +198,6 @@ static void build_dsdt(struct aml *a, const struct x86_platform *plat)
     aml_close(a, scope);
 }
 
-static int check_platform(const struct x86_platform *plat)
-{
-    if (plat->ncpus < 1 || plat->ncpus > X86_MAX_CPUS) {
-        log_error("acpi: %u vCPUs; 1 to %u are supported", plat->ncpus, X86_MAX_CPUS);
-        return -EINVAL;
-    }
-    if (plat->nvirtio > X86_MAX_VIRTIO) {
-        log_error("acpi: %u virtio devices; at most %u", plat->nvirtio, X86_MAX_VIRTIO);
-        return -EINVAL;
-    }
-    for (unsigned i = 0; i < plat->nvirtio; i++) {
-        const struct x86_virtio_dev *v = &plat->virtio[i];
-        if (v->size == 0 || !range_within(v->base, v->size, 1ULL << 32) || v->gsi > 23) {
-            log_error("acpi: virtio device %u at 0x%llx size 0x%llx GSI %u; it must lie below "
-                      "4 GiB with a GSI of 0..23",
-                      i, (unsigned long long)v->base, (unsigned long long)v->size, v->gsi);
-            return -EINVAL;
-        }
-    }
-    return 0;
-}
-
 static uint64_t write_fadt(struct layout *l, uint64_t dsdt)
 {
     static const struct gas byte_port = {
@@ -295,7 +273,7 @@ int x86_acpi_write(struct guest_mem *mem, const struct x86_platform *plat, uint6
     struct aml a;
     int ret;
 
-    ret = check_platform(plat);
+    ret = x86_platform_check(plat);
     if (ret < 0)
         return ret;
     l.base = guest_mem_ptr(mem, X86_ACPI_ADDR, X86_ACPI_END - X86_ACPI_ADDR);

@@ -191,21 +191,9 @@ int x86_mptable_write(struct guest_mem *mem, const struct x86_platform *plat)
     uint8_t *base;
     int ret;
 
-    if (plat->ncpus < 1 || plat->ncpus > X86_MAX_CPUS) {
-        log_error("mptable: %u vCPUs; 1 to %u are supported", plat->ncpus, X86_MAX_CPUS);
-        return -EINVAL;
-    }
-    if (plat->nvirtio > X86_MAX_VIRTIO) {
-        log_error("mptable: %u virtio devices; at most %u", plat->nvirtio, X86_MAX_VIRTIO);
-        return -EINVAL;
-    }
-    for (unsigned i = 0; i < plat->nvirtio; i++) {
-        if (plat->virtio[i].gsi >= MP_IOAPIC_PINS) {
-            log_error("mptable: virtio device %u has GSI %u; the IOAPIC has pins 0..%u", i,
-                      plat->virtio[i].gsi, MP_IOAPIC_PINS - 1);
-            return -EINVAL;
-        }
-    }
+    ret = x86_platform_check(plat);
+    if (ret < 0)
+        return ret;
     base = guest_mem_ptr(mem, X86_MPTABLE_ADDR, MP_END - X86_MPTABLE_ADDR);
     if (!base) {
         log_error("mptable: guest RAM does not cover 0x%llx..0x%llx",

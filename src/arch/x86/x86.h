@@ -14,45 +14,45 @@
 #include "../../vmm/vmm.h"
 
 /* ---- guest-physical layout (docs/memory-layout.md) ------------------------------------------ */
-#define X86_GDT_ADDR          0x500ULL     /* boot GDT: null, null, code64 0x10, data 0x18, tss 0x20 */
-#define X86_PVH_INFO_ADDR     0x6000ULL    /* hvm_start_info, its module list and memory map */
-#define X86_ZERO_PAGE_ADDR    0x7000ULL    /* struct boot_params */
+#define X86_GDT_ADDR          0x500ULL  /* boot GDT: null, null, code64 0x10, data 0x18, tss 0x20 */
+#define X86_PVH_INFO_ADDR     0x6000ULL /* hvm_start_info, its module list and memory map */
+#define X86_ZERO_PAGE_ADDR    0x7000ULL /* struct boot_params */
 #define X86_BOOT_STACK_TOP    0x8ff0ULL
-#define X86_PML4_ADDR         0x9000ULL    /* identity map of the first 4 GiB with 2 MiB pages: */
-#define X86_PDPT_ADDR         0xa000ULL    /*   PML4 -> PDPT -> 4 page directories */
-#define X86_PD_ADDR           0xb000ULL    /*   0xb000..0xefff */
+#define X86_PML4_ADDR         0x9000ULL /* identity map of the first 4 GiB with 2 MiB pages: */
+#define X86_PDPT_ADDR         0xa000ULL /*   PML4 -> PDPT -> 4 page directories */
+#define X86_PD_ADDR           0xb000ULL /*   0xb000..0xefff */
 #define X86_CMDLINE_ADDR      0x20000ULL
-#define X86_CMDLINE_MAX       0x10000ULL   /* bytes including the NUL; the kernel may accept fewer */
-#define X86_EBDA_START        0x9fc00ULL   /* RAM below this is usable; MP table lives here */
+#define X86_CMDLINE_MAX       0x10000ULL /* bytes including the NUL; the kernel may accept fewer */
+#define X86_EBDA_START        0x9fc00ULL /* RAM below this is usable; MP table lives here */
 #define X86_MPTABLE_ADDR      X86_EBDA_START
-#define X86_ACPI_ADDR         0xe0000ULL   /* RSDP (found by the legacy scan), then the tables */
+#define X86_ACPI_ADDR         0xe0000ULL /* RSDP (found by the legacy scan), then the tables */
 #define X86_ACPI_END          0x100000ULL
-#define X86_HIMEM_START       0x100000ULL  /* where bzImage protected-mode code is loaded */
+#define X86_HIMEM_START       0x100000ULL /* where bzImage protected-mode code is loaded */
 #define X86_MMIO_HOLE_START   0xc0000000ULL
 #define X86_MMIO_HOLE_END     0x100000000ULL
 #define X86_BOOT_TIMER_MMIO   0xc0000000ULL /* boot-timer device, one page */
 #define X86_VIRTIO_MMIO_BASE  0xd0000000ULL /* virtio-mmio devices, X86_VIRTIO_MMIO_SIZE apart */
 #define X86_VIRTIO_MMIO_SIZE  0x1000ULL
-#define X86_VIRTIO_FIRST_GSI  5            /* virtio-mmio devices use GSI 5, 6, 7, ... 23 */
+#define X86_VIRTIO_FIRST_GSI  5 /* virtio-mmio devices use GSI 5, 6, 7, ... 23 */
 #define X86_IOAPIC_ADDR       0xfec00000ULL
 #define X86_LAPIC_ADDR        0xfee00000ULL
 #define X86_IDENTITY_MAP_ADDR 0xfeffc000ULL /* KVM_SET_IDENTITY_MAP_ADDR: one page */
 #define X86_TSS_ADDR          0xfeffd000ULL /* KVM_SET_TSS_ADDR: three pages */
 
 /* Legacy ports. */
-#define X86_PORT_COM1          0x3f8
-#define X86_IRQ_COM1           4
-#define X86_PORT_I8042_DATA    0x60
-#define X86_PORT_I8042_CMD     0x64
-#define X86_PORT_RTC           0x70        /* 0x70 index, 0x71 data */
-#define X86_PORT_PCI_CONFIG    0xcf8       /* 0xcf8..0xcff */
-#define X86_PORT_BOOT_TIMER    0x440       /* same boot-timer device as X86_BOOT_TIMER_MMIO */
-#define X86_PORT_ACPI_SLEEP    0x3c0       /* FADT sleep control (write SLP_TYP<<2|SLP_EN) */
-#define X86_PORT_ACPI_STATUS   0x3c1       /* FADT sleep status */
-#define X86_PORT_ACPI_RESET    0x3c2       /* FADT reset register, reset value 1 */
-#define X86_ACPI_S5_SLP_TYP    5           /* \_S5 package value; sleep control write 0x34 */
+#define X86_PORT_COM1        0x3f8
+#define X86_IRQ_COM1         4
+#define X86_PORT_I8042_DATA  0x60
+#define X86_PORT_I8042_CMD   0x64
+#define X86_PORT_RTC         0x70  /* 0x70 index, 0x71 data */
+#define X86_PORT_PCI_CONFIG  0xcf8 /* 0xcf8..0xcff */
+#define X86_PORT_BOOT_TIMER  0x440 /* same boot-timer device as X86_BOOT_TIMER_MMIO */
+#define X86_PORT_ACPI_SLEEP  0x3c0 /* FADT sleep control (write SLP_TYP<<2|SLP_EN) */
+#define X86_PORT_ACPI_STATUS 0x3c1 /* FADT sleep status */
+#define X86_PORT_ACPI_RESET  0x3c2 /* FADT reset register, reset value 1 */
+#define X86_ACPI_S5_SLP_TYP  5     /* \_S5 package value; sleep control write 0x34 */
 
-#define X86_MAX_CPUS  32U
+#define X86_MAX_CPUS   32U
 #define X86_MAX_VIRTIO 16
 
 /* ---- e820 (e820.c) ---------------------------------------------------------------------------
@@ -60,30 +60,31 @@
  * the number of entries written (at most max). */
 unsigned x86_e820_build(const struct guest_mem *mem, struct boot_e820_entry *out, unsigned max);
 
-/* ---- kernel loading (loader.c, bzimage.c, elf.c) ---------------------------------------------- */
+/* ---- kernel loading (loader.c, bzimage.c, elf.c) ----------------------------------------------
+ */
 enum x86_entry_mode {
     X86_ENTRY_LINUX64, /* 64-bit boot protocol: long mode, RSI = zero page */
     X86_ENTRY_PVH,     /* PVH: 32-bit protected mode, paging off, EBX = hvm_start_info */
 };
 
 struct x86_boot_config {
-    const uint8_t *kernel;  /* the whole image file */
+    const uint8_t *kernel; /* the whole image file */
     size_t kernel_len;
-    const uint8_t *initrd;  /* NULL when none */
+    const uint8_t *initrd; /* NULL when none */
     size_t initrd_len;
-    const char *cmdline;    /* NUL-terminated; "" for none */
-    uint64_t rsdp_gpa;      /* 0 when the VM has no ACPI tables */
+    const char *cmdline; /* NUL-terminated; "" for none */
+    uint64_t rsdp_gpa;   /* 0 when the VM has no ACPI tables */
 };
 
 struct x86_boot_info {
     enum x86_entry_mode mode;
-    uint64_t entry;          /* guest-physical entry point */
-    uint64_t boot_struct;    /* zero page (LINUX64) or hvm_start_info (PVH) */
-    uint64_t kernel_start;   /* guest-physical range the kernel occupies, including init_size */
+    uint64_t entry;        /* guest-physical entry point */
+    uint64_t boot_struct;  /* zero page (LINUX64) or hvm_start_info (PVH) */
+    uint64_t kernel_start; /* guest-physical range the kernel occupies, including init_size */
     uint64_t kernel_end;
-    uint64_t initrd_start;   /* 0 when none */
+    uint64_t initrd_start; /* 0 when none */
     uint64_t initrd_size;
-    const char *format;      /* "bzImage", "ELF vmlinux (PVH)", "ELF vmlinux (64-bit entry)" */
+    const char *format; /* "bzImage", "ELF vmlinux (PVH)", "ELF vmlinux (64-bit entry)" */
 };
 
 /* Detects the image format (bzImage by its "HdrS" header, ELF by its magic), validates it and
@@ -120,7 +121,7 @@ void x86_cpuid_fixup(struct kvm_cpuid2 *cpuid, unsigned index, unsigned ncpus);
 struct x86_virtio_dev {
     uint64_t base; /* MMIO base */
     uint64_t size;
-    uint32_t gsi;  /* IOAPIC input, edge-triggered active-high */
+    uint32_t gsi; /* IOAPIC input, edge-triggered active-high */
 };
 
 struct x86_platform {
@@ -129,6 +130,10 @@ struct x86_platform {
     struct x86_virtio_dev virtio[X86_MAX_VIRTIO];
 };
 
+/* Checks a platform description: 1..X86_MAX_CPUS CPUs, at most X86_MAX_VIRTIO devices, each a
+ * non-empty window below 4 GiB with a GSI of 0..23 (an IOAPIC pin). Returns 0 or -EINVAL (logged).
+ */
+int x86_platform_check(const struct x86_platform *plat);
 /* MP table (floating pointer + config table) at X86_MPTABLE_ADDR: every CPU, the IOAPIC, ISA bus
  * and its interrupts, and the virtio GSIs. Returns 0 or -EINVAL (ncpus or nvirtio out of range,
  * a GSI past 23) / -ENOMEM. */
