@@ -67,7 +67,7 @@ testbed:
 integration: kiln guest
 	tests/integration/run.sh
 
-check: kiln unit asan guest
+check: kiln unit asan guest lint
 	$(MAKE) fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-15}
 	tests/integration/run.sh
 	@echo "check: all suites passed"

@@ -14,7 +14,7 @@ packages=(
     busybox-static       # the guest's and the test bed's userland
     cpio xz-utils kmod zstd # initramfs packing, module handling
     acpica-tools         # iasl: the ACPI table test disassembles and recompiles our tables
-    python3              # benchmark statistics
+    clang-format cppcheck # make lint (part of make check)
 )
 
 missing=()

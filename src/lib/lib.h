@@ -26,7 +26,7 @@ void log_msg(enum log_level level, const char *fmt, ...) __attribute__((format(p
 /* Logs at most once per call site for the life of the process: for events a guest can repeat. */
 #define log_once(level, ...)                                                                       \
     do {                                                                                           \
-        static int log_once_done_;                                                         \
+        static int log_once_done_;                                                                 \
         if (!__atomic_exchange_n(&log_once_done_, 1, __ATOMIC_RELAXED))                            \
             log_msg(level, __VA_ARGS__);                                                           \
     } while (0)

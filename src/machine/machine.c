@@ -98,8 +98,7 @@ static int add_timer(struct machine *m, int *fd, uint64_t first_ns, uint64_t per
 /* Debug trace of where set-up time goes (kiln run -vv). */
 static void stage(const struct machine *m, const char *what)
 {
-    log_debug("machine: %s at %.3f ms", what,
-              (double)(time_now_ns() - m->vm->start_ns) / 1e6);
+    log_debug("machine: %s at %.3f ms", what, (double)(time_now_ns() - m->vm->start_ns) / 1e6);
 }
 
 static int register_pio(struct machine *m, uint64_t port, uint64_t len, bus_io_fn fn, void *opaque,
@@ -235,8 +234,7 @@ static void write_stats(struct machine *m, int code)
         return;
     f = fopen(m->cfg->stats_path, "we");
     if (!f) {
-        log_error("machine: cannot write --stats file %s: %s", m->cfg->stats_path,
-                  strerror(errno));
+        log_error("machine: cannot write --stats file %s: %s", m->cfg->stats_path, strerror(errno));
         return;
     }
     fprintf(f,

@@ -60,7 +60,7 @@ void acpi_pm_io(void *dev, uint64_t offset, uint8_t *data, uint32_t len, bool is
  * "userspace reached". The first write records now - start_ns and logs it; later writes are
  * counted. Reads return 0. */
 struct boot_timer {
-    uint64_t start_ns;       /* process start, CLOCK_MONOTONIC */
+    uint64_t start_ns;         /* process start, CLOCK_MONOTONIC */
     _Atomic uint64_t first_ns; /* 0 until the first write: elapsed ns at that write */
     _Atomic uint64_t writes;
 };
