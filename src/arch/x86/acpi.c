@@ -103,16 +103,6 @@ struct __attribute__((packed)) madt_ioapic {
 };
 _Static_assert(sizeof(struct madt_lapic) == 8 && sizeof(struct madt_ioapic) == 12, "MADT");
 
-static uint8_t checksum(const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    uint8_t sum = 0;
-
-    while (len--)
-        sum += *p++;
-    return (uint8_t)-sum;
-}
-
 static void header(struct sdt_header *h, const char *sig, uint32_t len, uint8_t rev,
                    const char *table_id)
 {
@@ -140,7 +130,7 @@ static uint64_t place(struct layout *l, void *table, uint32_t len)
     if (!range_within(off, len, X86_ACPI_END - X86_ACPI_ADDR))
         return 0;
     ((struct sdt_header *)table)->checksum = 0;
-    ((struct sdt_header *)table)->checksum = checksum(table, len);
+    ((struct sdt_header *)table)->checksum = x86_table_checksum(table, len);
     memcpy(l->base + off, table, len);
     l->next = off + len;
     return X86_ACPI_ADDR + off;
@@ -309,8 +299,8 @@ int x86_acpi_write(struct guest_mem *mem, const struct x86_platform *plat, uint6
     rsdp.revision = 2;
     rsdp.length = sizeof(rsdp);
     rsdp.xsdt_address = xsdt_gpa;
-    rsdp.checksum = checksum(&rsdp, 20);
-    rsdp.extended_checksum = checksum(&rsdp, sizeof(rsdp));
+    rsdp.checksum = x86_table_checksum(&rsdp, 20);
+    rsdp.extended_checksum = x86_table_checksum(&rsdp, sizeof(rsdp));
     memcpy(l.base, &rsdp, sizeof(rsdp));
     *rsdp_gpa = X86_ACPI_ADDR;
     return 0;

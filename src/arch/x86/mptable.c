@@ -82,16 +82,6 @@ enum { MP_INT = 0, MP_NMI = 1, MP_EXTINT = 3 };
      (MP_IOAPIC_PINS + 2) * sizeof(struct mpc_intsrc))
 _Static_assert(X86_MPTABLE_ADDR + MP_MAX_SIZE <= MP_END, "MP table does not fit in the EBDA");
 
-static uint8_t checksum(const void *data, size_t len)
-{
-    const uint8_t *p = data;
-    uint8_t sum = 0;
-
-    while (len--)
-        sum += *p++;
-    return (uint8_t)-sum;
-}
-
 struct writer {
     uint8_t *buf;
     size_t len, cap;
@@ -213,8 +203,8 @@ int x86_mptable_write(struct guest_mem *mem, const struct x86_platform *plat)
     hdr.count = w.count;
     memcpy(base + sizeof(mpf), &hdr, sizeof(hdr));
     base[sizeof(mpf) + offsetof(struct mpc_header, checksum)] =
-        checksum(base + sizeof(mpf), hdr.length);
-    mpf.checksum = checksum(&mpf, sizeof(mpf));
+        x86_table_checksum(base + sizeof(mpf), hdr.length);
+    mpf.checksum = x86_table_checksum(&mpf, sizeof(mpf));
     memcpy(base, &mpf, sizeof(mpf));
     return 0;
 }

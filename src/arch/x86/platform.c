@@ -25,3 +25,13 @@ int x86_platform_check(const struct x86_platform *plat)
     }
     return 0;
 }
+
+uint8_t x86_table_checksum(const void *data, size_t len)
+{
+    const uint8_t *p = data;
+    uint8_t sum = 0;
+
+    while (len--)
+        sum += *p++;
+    return (uint8_t)-sum;
+}

@@ -134,6 +134,8 @@ struct x86_platform {
  * non-empty window below 4 GiB with a GSI of 0..23 (an IOAPIC pin). Returns 0 or -EINVAL (logged).
  */
 int x86_platform_check(const struct x86_platform *plat);
+/* The byte that makes an MP or ACPI table's bytes sum to zero (modulo 256). */
+uint8_t x86_table_checksum(const void *data, size_t len);
 /* MP table (floating pointer + config table) at X86_MPTABLE_ADDR: every CPU, the IOAPIC, ISA bus
  * and its interrupts, and the virtio GSIs. Returns 0 or -EINVAL (ncpus or nvirtio out of range,
  * a GSI past 23) / -ENOMEM. */
