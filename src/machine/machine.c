@@ -207,31 +207,33 @@ out:
     return ret;
 }
 
-/* Resident memory of this process, in KiB, from /proc/self/status (0 when unknown). */
-static uint64_t status_kib(const char *key)
+/* Resident memory of this process in KiB, from one read of /proc/self/status: anonymous, file
+ * and shared (guest RAM is the memfd, so it is the shared part). Zeros when unknown. */
+static void read_rss(uint64_t kib[3])
 {
+    static const char *const keys[3] = {"RssAnon:", "RssFile:", "RssShmem:"};
     char line[256];
-    uint64_t v = 0;
-    size_t klen = strlen(key);
     FILE *f = fopen("/proc/self/status", "re");
 
+    kib[0] = kib[1] = kib[2] = 0;
     if (!f)
-        return 0;
+        return;
     while (fgets(line, sizeof(line), f))
-        if (!strncmp(line, key, klen) && line[klen] == ':')
-            v = strtoull(line + klen + 1, NULL, 10);
+        for (unsigned k = 0; k < 3; k++)
+            if (!strncmp(line, keys[k], strlen(keys[k])))
+                kib[k] = strtoull(line + strlen(keys[k]), NULL, 10);
     fclose(f);
-    return v;
 }
 
 static void write_stats(struct machine *m, int code)
 {
     uint64_t start = m->vm ? m->vm->start_ns : 0, first_run = m->vm ? m->vm->first_run_ns : 0;
-    uint64_t boot = m->boot_timer.first_ns;
+    uint64_t boot = m->boot_timer.first_ns, rss[3];
     FILE *f;
 
     if (!m->cfg->stats_path)
         return;
+    read_rss(rss);
     f = fopen(m->cfg->stats_path, "we");
     if (!f) {
         log_error("machine: cannot write --stats file %s: %s", m->cfg->stats_path, strerror(errno));
@@ -243,9 +245,8 @@ static void write_stats(struct machine *m, int code)
             "\"rss_shmem_kib\":%llu}\n",
             vm_exit_reason_name((enum vm_exit_reason)code), code,
             first_run ? (double)(first_run - start) / 1e3 : -1.0, boot ? (double)boot / 1e3 : -1.0,
-            start ? (double)(time_now_ns() - start) / 1e3 : -1.0,
-            (unsigned long long)status_kib("RssAnon"), (unsigned long long)status_kib("RssFile"),
-            (unsigned long long)status_kib("RssShmem"));
+            start ? (double)(time_now_ns() - start) / 1e3 : -1.0, (unsigned long long)rss[0],
+            (unsigned long long)rss[1], (unsigned long long)rss[2]);
     fclose(f);
 }
 

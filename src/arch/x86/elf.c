@@ -67,6 +67,15 @@ static int check_ehdr(const uint8_t *k, size_t len, struct elf_image *im, char *
     return 0;
 }
 
+/* The one message for a segment whose bytes [p_offset, +p_filesz) are not all in the file. */
+static int past_end(const Elf64_Phdr *p, unsigned i, const char *kind, const char *range,
+                    size_t len, char *err, size_t errlen)
+{
+    return x86_loader_fail(
+        err, errlen, -EINVAL, "ELF: %s %u%s [%#llx,+%#llx) runs past the end of the %zu-byte file",
+        kind, i, range, (unsigned long long)p->p_offset, (unsigned long long)p->p_filesz, len);
+}
+
 static int check_loads(struct guest_mem *mem, size_t len, struct elf_image *im,
                        struct x86_boot_info *info, char *err, size_t errlen)
 {
@@ -83,11 +92,7 @@ static int check_loads(struct guest_mem *mem, size_t len, struct elf_image *im,
                                    i, (unsigned long long)p->p_filesz,
                                    (unsigned long long)p->p_memsz);
         if (!range_within(p->p_offset, p->p_filesz, len))
-            return x86_loader_fail(err, errlen, -EINVAL,
-                                   "ELF: segment %u file range [%#llx,+%#llx) runs past the end "
-                                   "of the %zu-byte file",
-                                   i, (unsigned long long)p->p_offset,
-                                   (unsigned long long)p->p_filesz, len);
+            return past_end(p, i, "segment", " file range", len, err, errlen);
         /* Below the MMIO hole only: PVH starts with paging off and the 64-bit entry's identity
          * map ends at 4 GiB, so a kernel above the hole could not run. */
         if (p->p_paddr < X86_HIMEM_START || !range_within(p->p_paddr, p->p_memsz, low_end) ||
@@ -168,11 +173,7 @@ static int find_pvh_entry(const uint8_t *k, size_t len, struct elf_image *im, ch
         if (p->p_type != PT_NOTE)
             continue;
         if (!range_within(p->p_offset, p->p_filesz, len))
-            return x86_loader_fail(err, errlen, -EINVAL,
-                                   "ELF: note segment %u [%#llx,+%#llx) runs past the end of the "
-                                   "%zu-byte file",
-                                   i, (unsigned long long)p->p_offset,
-                                   (unsigned long long)p->p_filesz, len);
+            return past_end(p, i, "note segment", "", len, err, errlen);
         ret = scan_notes(k, p, i, im, err, errlen);
         if (ret < 0)
             return ret;
