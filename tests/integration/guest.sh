@@ -20,7 +20,12 @@ if grep -Eq '"boot_timer_us":[1-9]' "$OUT/boot.json" 2>/dev/null; then pass boot
 else fail boot_timer "boot timer not written: $(cat "$OUT/boot.json" 2>/dev/null)"; fi
 
 # The guest sees the CPUs (MP table: the default kernel has no ACPI) and the memory we gave it.
-check cpus_4 0 'cpus=4[^0-9]' "$KILN" run $T --cpus 4 \
+# As many vCPUs as this place has host CPUs (2 to 4): more vCPUs than host CPUs inside the test
+# bed's emulated nested SVM has been seen to stall the whole test bed.
+n=$(nproc)
+[ "$n" -ge 2 ] || n=2
+[ "$n" -le 4 ] || n=4
+check cpus_n 0 "cpus=$n[^0-9]" "$KILN" run $T --cpus "$n" \
     --append '-- echo cpus=$(grep -c ^processor /proc/cpuinfo)'
 check cpus_1 0 'cpus=1[^0-9]' "$KILN" run $T --cpus 1 \
     --append '-- echo cpus=$(grep -c ^processor /proc/cpuinfo)'
