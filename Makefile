@@ -16,7 +16,7 @@ TOOL_OBJS := $(TOOL_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 .SECONDARY:
-.PHONY: all kiln unit-build unit asan guest testbed check demo integration bench format lint clean fuzz deps
+.PHONY: all kiln guest-tests unit-build unit asan guest testbed check demo integration bench bench-virtio format lint clean fuzz deps
 all: kiln
 kiln: $(BUILD)/kiln
 
@@ -56,6 +56,14 @@ $(BUILD)/guest/.stamp: $(wildcard guest/build.sh guest/kernel/* guest/initramfs/
 	guest/build.sh $(BUILD)/guest
 	@touch $@
 
+# Static test programs for the guest side of integration tests (vsock peers, data checkers):
+# tests/guest/NAME.c -> $(BUILD)/guest-tests/NAME, packed into a test initrd by run.sh.
+GUEST_TEST_BINS := $(patsubst tests/guest/%.c,$(BUILD)/guest-tests/%,$(wildcard tests/guest/*.c))
+$(BUILD)/guest-tests/%: tests/guest/%.c $(wildcard tests/guest/*.h)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS_BASE)) -O2 -static -o $@ $< $(LDLIBS)
+guest-tests: $(GUEST_TEST_BINS)
+
 deps:
 	scripts/deps.sh
 
@@ -64,10 +72,10 @@ testbed:
 
 # Integration tests: on this host's KVM when `kiln doctor` says it can run Linux guests, else in
 # the test bed (KILN_TESTBED=always|never|auto overrides). Host-side tests always run here.
-integration: kiln guest
+integration: kiln guest guest-tests
 	tests/integration/run.sh
 
-check: kiln unit asan guest lint
+check: kiln unit asan guest guest-tests lint
 	$(MAKE) fuzz FUZZ_SECONDS=$${FUZZ_SECONDS:-15}
 	tests/integration/run.sh
 	@echo "check: all suites passed"
@@ -84,6 +92,9 @@ $(BUILD)/bench/bootbench: $(BENCH_SRCS) $(wildcard bench/boot/*.h)
 
 bench: kiln guest $(BUILD)/bench/bootbench
 	BUILD=$(BUILD) bench/boot/run.sh
+
+bench-virtio: kiln guest guest-tests
+	BUILD=$(BUILD) bench/virtio/run.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -6,7 +6,10 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "devices/virtio/virtio.h"
 #include "vmm/vmm.h"
+
+#define MACHINE_MAX_DISKS 8
 
 struct machine_config {
     const char *kernel_path; /* required */
@@ -19,12 +22,43 @@ struct machine_config {
     unsigned timeout_s;       /* 0: no limit */
     const char *stats_path;   /* NULL: none; else a JSON summary written at exit */
     const char *kvm_path;     /* NULL: /dev/kvm */
+    const char *name;         /* --name; NULL: "kiln-<pid>". Names the runtime directory. */
+
+    /* virtio-mmio devices, placed in this order (docs/virtio.md): disks (/dev/vda, vdb, ...),
+     * net, vsock, rng, balloon. */
+    struct virtio_blk_config disks[MACHINE_MAX_DISKS];
+    unsigned ndisks;
+    bool net;
+    struct virtio_net_config net_cfg;
+    bool vsock;
+    const char *vsock_path; /* host side of vsock; NULL: vsock.sock in the runtime directory */
+    uint64_t vsock_cid;     /* 0: VSOCK_DEFAULT_GUEST_CID */
+    bool rng;
+    bool balloon;
+    struct virtio_balloon_config balloon_cfg;
 };
 
 /* Boots and runs the machine; returns the exit code of docs/exit-codes.md (VM_EXIT_*).
  * start_ns is the process start (CLOCK_MONOTONIC) that boot times are measured from.
  * Errors are reported through the logger before returning VM_EXIT_ERROR or VM_EXIT_USAGE. */
 int machine_run(const struct machine_config *cfg, uint64_t start_ns);
+
+/* ---- runtime directory (rundir.c) -----------------------------------------------------------
+ * Each VM owns a directory holding control.sock, vsock.sock (and the vsock.sock_PORT listeners
+ * of guest-initiated connections) and a pid file: $XDG_RUNTIME_DIR/kiln/<name>, or
+ * /run/kiln/<name> when XDG_RUNTIME_DIR is unset. Two live VMs never share one; a directory left
+ * by a dead process is detected by its pid file and taken over. */
+#define RUNDIR_NAME_MAX 64
+/* Names are 1..RUNDIR_NAME_MAX characters of [A-Za-z0-9._-], not starting with '.'. */
+bool rundir_name_valid(const char *name);
+/* The directory path VM `name` would use (no side effects). Returns 0 or -ENAMETOOLONG. */
+int rundir_path(const char *name, char *out, size_t outlen);
+/* Creates the directory for `name` (mode 0700, parents as needed) and writes the pid file.
+ * Returns 0 with the path in out; -EEXIST when a live process owns it, -EINVAL for a bad name,
+ * or -errno; err then names the problem. */
+int rundir_create(const char *name, char *out, size_t outlen, char *err, size_t errlen);
+/* Removes the directory and everything kiln put in it (files and sockets, not subdirectories). */
+void rundir_remove(const char *path);
 
 /* ---- console (console.c) --------------------------------------------------------------------
  * Connects the COM1 UART to the user: guest output to out_fd, and, when in_fd >= 0, input from

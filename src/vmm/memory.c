@@ -1,5 +1,6 @@
 /* memory.c: guest RAM as one memfd, split around the 32-bit MMIO hole, and the checked accessor. */
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -96,6 +97,24 @@ int guest_mem_write(const struct guest_mem *mem, uint64_t gpa, const void *src, 
         off += (uint64_t)n;
         len -= (uint64_t)n;
     }
+    return 0;
+}
+
+int guest_mem_discard(const struct guest_mem *mem, uint64_t gpa, uint64_t len)
+{
+    uint8_t *host = guest_mem_ptr(mem, gpa, len);
+
+    if (!host || (gpa | len) & 4095)
+        return -EINVAL;
+    if (mem->fd < 0) { /* a test arena without a memfd: zeroing is all "discard" can mean */
+        memset(host, 0, len);
+        return 0;
+    }
+    /* The mapping is MAP_SHARED, so MADV_DONTNEED would only drop our page-table entries and
+     * leave the memfd's pages allocated: punching the hole is what frees them. */
+    if (fallocate(mem->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(host - mem->map),
+                  (off_t)len) < 0)
+        return -errno;
     return 0;
 }
 

@@ -64,6 +64,10 @@ void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
  * inside the kernel instead of taking a page fault per 4 KiB page: about twice as fast for a
  * kernel image, which is most of kiln's set-up time. */
 int guest_mem_write(const struct guest_mem *mem, uint64_t gpa, const void *src, uint64_t len);
+/* Gives the host back the pages backing [gpa, gpa+len) (both 4 KiB aligned, inside one region):
+ * punches a hole in the memfd, so they read as zeros afterwards and no longer count in RSS. For
+ * the balloon. Returns 0, -EINVAL (unaligned or not RAM) or -errno from fallocate. */
+int guest_mem_discard(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
 /* Bytes of RAM below the MMIO hole (the end of the first region). */
 uint64_t guest_mem_low_end(const struct guest_mem *mem);
 
@@ -117,6 +121,11 @@ struct dev_host {
     void (*set_irq)(void *opaque, uint32_t gsi, bool level);
     /* Ask the VM to stop with `reason`; returns at once, the stop happens asynchronously. */
     void (*request_exit)(void *opaque, enum vm_exit_reason reason);
+    /* Lets KVM signal eventfd `fd` itself when the guest writes `datamatch` (len bytes) to MMIO
+     * address `addr`, without an exit to userspace (KVM_IOEVENTFD). Returns 0 or -errno. */
+    int (*add_ioeventfd)(void *opaque, int fd, uint64_t addr, uint32_t len, uint64_t datamatch);
+    /* Makes every write to eventfd `fd` pulse interrupt line `gsi` inside KVM (KVM_IRQFD). */
+    int (*add_irqfd)(void *opaque, int fd, uint32_t gsi);
     void *opaque;
 };
 

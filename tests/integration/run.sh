@@ -17,16 +17,35 @@ mkdir -p "$assets"
 head -c 1048576 /dev/urandom >"$assets/blob"
 (cd "$assets" && echo blob | cpio --quiet -o -H newc --owner 0:0 | gzip -1) >"$assets/blob.cpio.gz"
 cat "$BUILD/guest/initramfs.cpio.gz" "$assets/blob.cpio.gz" >"$assets/initrd-with-blob.cpio.gz"
+# The default initramfs plus the static test programs of tests/guest (make guest-tests) in
+# /usr/bin: the guest side of the device tests.
+rm -rf "$assets/tools-root" && mkdir -p "$assets/tools-root/usr/bin"
+if [ -d "$BUILD/guest-tests" ]; then cp "$BUILD"/guest-tests/* "$assets/tools-root/usr/bin/" 2>/dev/null; fi
+(cd "$assets/tools-root" && find . -mindepth 1 | cpio --quiet -o -H newc --owner 0:0 | gzip -1) \
+    >"$assets/tools.cpio.gz"
+cat "$BUILD/guest/initramfs.cpio.gz" "$assets/tools.cpio.gz" >"$assets/initrd-tools.cpio.gz"
 
 status=0
-tests/integration/host.sh "$BUILD" || status=1
+if [ -z "${KILN_SUITES:-}" ]; then tests/integration/host.sh "$BUILD" || status=1; fi
 
 if [ "$mode" = auto ]; then
     if "$BUILD/kiln" doctor --quiet; then mode=never; else mode=always; fi
     [ "$mode" = always ] && echo "integration: this host's KVM cannot run Linux guests; using the test bed"
 fi
+# Every guest suite: tests/integration/guest.sh (boot) and guest_*.sh (one per device or area);
+# KILN_SUITES="guest_blk guest_vsock" runs only those (and skips the host-side suite's re-run).
+suites=""
+if [ -n "${KILN_SUITES:-}" ]; then
+    for name in $KILN_SUITES; do suites="$suites tests/integration/${name%.sh}.sh"; done
+else
+    for f in tests/integration/guest.sh tests/integration/guest_*.sh; do
+        [ -f "$f" ] && suites="$suites $f"
+    done
+fi
 if [ "$mode" = never ]; then
-    tests/integration/guest.sh "$BUILD" || status=1
+    for suite in $suites; do
+        "$suite" "$BUILD" || status=1
+    done
 else
     tests/testbed/run.sh --timeout "${KILN_TESTBED_TIMEOUT:-1500}" \
         --payload "$BUILD/kiln:kiln/build/kiln" \
@@ -34,7 +53,8 @@ else
         --payload "tests:kiln/tests" \
         --payload "$BUILD/it-assets:kiln/build/it-assets" \
         --payload "$(tests/testbed/build.sh)/vmlinuz:kiln/build/distro-vmlinuz" \
-        -- sh -c 'cd /payload/kiln && KILN_DISTRO_KERNEL=build/distro-vmlinuz tests/integration/guest.sh build' \
+        -- sh -c "cd /payload/kiln && export KILN_DISTRO_KERNEL=build/distro-vmlinuz; s=0;
+              for suite in $suites; do \$suite build || s=1; done; exit \$s" \
         || status=1
 fi
 exit $status
