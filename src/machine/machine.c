@@ -1,6 +1,7 @@
 /* machine.c: the builder: configuration in, a wired and running VM out, an exit code back. */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,8 @@ struct machine {
     int timeout_fd;
     int poll_fd;
     unsigned stopped_rounds;
+    char rundir[PATH_MAX];     /* this VM's runtime directory, "" until created */
+    char vsock_path[PATH_MAX]; /* effective vsock host socket: --vsock or <rundir>/vsock.sock */
 };
 
 static void on_signal(void *opaque, uint32_t events)
@@ -269,6 +272,32 @@ static void teardown(struct machine *m)
         close(m->poll_fd);
     if (m->console_fd >= 0)
         close(m->console_fd);
+    if (m->rundir[0])
+        rundir_remove(m->rundir);
+}
+
+/* The runtime directory (docs/vmm.md): named by --name, else after our pid. */
+static int setup_rundir(struct machine *m)
+{
+    const struct machine_config *cfg = m->cfg;
+    char name[RUNDIR_NAME_MAX + 1], err[PATH_MAX + 128];
+    int ret;
+
+    snprintf(name, sizeof(name), "kiln-%d", (int)getpid());
+    ret = rundir_create(cfg->name ? cfg->name : name, m->rundir, sizeof(m->rundir), err,
+                        sizeof(err));
+    if (ret < 0) {
+        m->rundir[0] = '\0';
+        log_error("machine: %s", err);
+        return ret;
+    }
+    if (cfg->vsock_path)
+        snprintf(m->vsock_path, sizeof(m->vsock_path), "%s", cfg->vsock_path);
+    else if (snprintf(m->vsock_path, sizeof(m->vsock_path), "%s/vsock.sock", m->rundir) >=
+             (int)sizeof(m->vsock_path))
+        return -ENAMETOOLONG;
+    log_debug("machine: runtime directory %s", m->rundir);
+    return 0;
 }
 
 static int setup_loop(struct machine *m, sigset_t *sigs)
@@ -313,6 +342,11 @@ int machine_run(const struct machine_config *cfg, uint64_t start_ns)
             log_error("machine: cannot open --console %s: %s", cfg->console_path, strerror(errno));
             goto out;
         }
+    }
+    ret = setup_rundir(&m);
+    if (ret < 0) {
+        code = ret == -EINVAL || ret == -EEXIST ? VM_EXIT_USAGE : VM_EXIT_ERROR;
+        goto out;
     }
     m.vm = vm_create(&vcfg, start_ns, err, sizeof(err));
     if (!m.vm) {
