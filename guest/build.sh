@@ -12,4 +12,13 @@ outdir=$1
 shift
 mkdir -p "$outdir"
 "$here/kernel/build.sh" "$outdir"
-"$here/initramfs/build.sh" "$outdir/initramfs.cpio.gz" "$@"
+# kiln-fetch, the file service's client (docs/file-service.md): static, musl when available.
+cc=gcc
+command -v musl-gcc >/dev/null && cc=musl-gcc
+"$cc" -std=gnu11 -Os -static -s -Wall -Wextra -Werror -I"$here/../include" \
+    -o "$outdir/kiln-fetch" "$here/fetch/kiln-fetch.c"
+# kiln-agent, the image's PID 1 (guest/agent, docs/agent-protocol.md): static, musl when available.
+"$cc" -std=gnu11 -O2 -static -s -Wall -Wextra -Werror -D_GNU_SOURCE -I"$here/../include" \
+    -I"$here/../src" -o "$outdir/kiln-agent" "$here"/agent/*.c "$here/../src/sandbox/frame.c"
+"$here/initramfs/build.sh" "$outdir/initramfs.cpio.gz" "$outdir/kiln-fetch:/usr/bin/kiln-fetch" \
+    "$outdir/kiln-agent:/sbin/kiln-agent" "$@"

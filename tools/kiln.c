@@ -20,6 +20,8 @@ static const char usage_main[] =
     "Commands:\n"
     "  run       boot a Linux microVM (the default guest image, or your own kernel)\n"
     "  doctor    report what this host offers kiln and whether Linux guests can run here\n"
+    "  unikernel run a freestanding ELF on kiln's hypercall ABI, without a kernel\n"
+    "  ctl       control a running VM (pause, resume, state, metrics, memory, balloon, exit)\n"
     "  version   print the version\n"
     "  help      print this help (kiln COMMAND --help for a command's options)\n";
 
@@ -44,6 +46,27 @@ static const char usage_run[] =
     "  --kvm PATH         the KVM device (default /dev/kvm)\n"
     "  -v, --verbose      more log output (repeat for debug)\n"
     "  -q, --quiet        errors only\n"
+    "  --name NAME        names the VM and its runtime directory (A-Z a-z 0-9 . _ -)\n"
+    "\n"
+    "Devices (virtio-mmio; docs/virtio.md). The default image gets vsock and rng unless told\n"
+    "otherwise; with --kernel only what is asked for.\n"
+    "  --disk PATH[,ro][,bw=RATE][,iops=N]\n"
+    "                     a raw disk image, /dev/vda, vdb, ... in order (up to 8); RATE is\n"
+    "                     bytes per second (e.g. 10M), N operations per second\n"
+    "  --net tap=NAME[,mac=XX:XX:XX:XX:XX:XX][,bw=RATE][,pps=N]\n"
+    "                     a network device on an existing tap interface\n"
+    "  --vsock PATH       vsock, its host side the Unix socket PATH (default image: vsock.sock\n"
+    "                     in the runtime directory)\n"
+    "  --no-vsock         no vsock device\n"
+    "  --cid N            the guest's vsock CID, 3 or more (default 3)\n"
+    "  --rng, --no-rng    an entropy device (virtio-rng), or none\n"
+    "  --balloon SIZE     a memory balloon, inflated to SIZE at boot (0: none taken yet)\n"
+    "\n"
+    "Files for the guest, read-only over vsock port 1026 (kiln-fetch in the guest;\n"
+    "docs/file-service.md). The default /init applies /config/init.env from them.\n"
+    "  --files DIR        serve the host directory DIR (nothing outside it is reachable)\n"
+    "  --file NAME=PATH   serve the host file PATH as NAME, e.g. config/init.env=./my.env\n"
+    "                     (repeatable; takes precedence over --files)\n"
     "\n"
     "Exit codes: 0 poweroff, 1 host error, 2 bad usage or input, 3 reboot, 4 guest panic,\n"
     "5 triple fault, 6 vCPU error, 124 timeout, 130 SIGINT or Ctrl-A x, 143 SIGTERM\n"
@@ -138,6 +161,10 @@ int main(int argc, char **argv)
         return cmd_run(argc - 2, argv + 2, start_ns);
     if (!strcmp(cmd, "doctor"))
         return cmd_doctor(argc - 2, argv + 2);
+    if (!strcmp(cmd, "unikernel"))
+        return cmd_unikernel(argc - 2, argv + 2, start_ns);
+    if (!strcmp(cmd, "ctl"))
+        return cmd_ctl(argc - 2, argv + 2);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("kiln %s\n", KILN_VERSION);
         return 0;

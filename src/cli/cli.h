@@ -14,11 +14,18 @@
  * reboot ends the VM, reboot at once on panic, no port-0x80 delays (each would be a VM exit). */
 #define CLI_DEFAULT_CMDLINE "console=ttyS0 reboot=k panic=-1 io_delay=none quiet"
 
+#define CLI_MAX_STRINGS (MACHINE_MAX_DISKS + 1) /* --disk and --net values, split in place */
+#define CLI_IFNAMSIZ    16                      /* IFNAMSIZ: tap names are shorter */
+
 struct cli_run {
-    struct machine_config cfg;
-    const char *append; /* --append: added to the command line */
-    int verbosity;      /* -v adds one, -q subtracts one */
+    struct machine_config cfg; /* its strings point into argv or strings[] below */
+    const char *append;        /* --append: added to the command line */
+    int verbosity;             /* -v adds one, -q subtracts one */
     bool help;
+    bool detach; /* --detach: run in the background, return once the guest agent is READY */
+    bool no_vsock, no_rng; /* the default image gets vsock and rng unless these say no */
+    unsigned nstrings;
+    char strings[CLI_MAX_STRINGS][4096];
 };
 
 /* Parses the arguments of `kiln run` (argv[0] is the first option, not "run"). Fills out with

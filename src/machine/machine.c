@@ -11,8 +11,12 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <linux/virtio_ids.h>
+
 #include "arch/x86/x86.h"
+#include "control/control.h"
 #include "devices/legacy/legacy.h"
+#include "fileservice/fileservice.h"
 #include "lib/lib.h"
 #include "machine.h"
 
@@ -34,9 +38,23 @@ struct machine {
     int timeout_fd;
     int poll_fd;
     unsigned stopped_rounds;
-    char rundir[PATH_MAX];     /* this VM's runtime directory, "" until created */
-    char vsock_path[PATH_MAX]; /* effective vsock host socket: --vsock or <rundir>/vsock.sock */
+    char rundir[PATH_MAX];      /* this VM's runtime directory, "" until created */
+    char vsock_path[PATH_MAX];  /* effective vsock host socket: --vsock or <rundir>/vsock.sock */
+    struct virtio_dev *balloon; /* for BalloonAdjust; NULL without --balloon */
+    struct vmctl *vmctl;        /* the control socket's view of the VM */
+    struct ctl_server *ctl;
+    struct fsvc *fsvc; /* the read-only file service, or NULL */
+    struct ready *ready; /* the guest agent's READY listener (with vsock), or NULL */
+    struct virtio_dev *virtio[X86_MAX_VIRTIO];
+    unsigned nvirtio;
+    struct x86_platform plat; /* CPUs and virtio devices, for the MP and ACPI tables */
+    char *cmdline;            /* cfg->cmdline with the virtio-mmio announcements */
 };
+
+/* GSIs of virtio-mmio slots in order: the free ISA lines first (not 0 timer, 1 i8042, 2
+ * cascade, 4 COM1, 8 RTC, 12 PS/2 mouse, 13 FPU), then the IOAPIC's pins 16..23. */
+static const uint8_t virtio_gsis[X86_MAX_VIRTIO] = {5,  6,  7,  9,  10, 11, 14, 15,
+                                                    16, 17, 18, 19, 20, 21, 22, 23};
 
 static void on_signal(void *opaque, uint32_t events)
 {
@@ -149,6 +167,151 @@ static int setup_devices(struct machine *m)
     return console_attach(m->console, m->uart, m->loop);
 }
 
+/* Puts `virtio_mmio.device=4K@BASE:GSI` on the kernel command line for each device, for kernels
+ * without ACPI; a kernel with ACPI finds them in the DSDT too (docs/virtio.md says what then). */
+static int announce_virtio(struct machine *m)
+{
+    const char *cmdline = m->cfg->cmdline ? m->cfg->cmdline : "";
+    char words[X86_MAX_VIRTIO * 48] = "";
+    size_t len = 0, outlen;
+
+    if (!m->plat.nvirtio)
+        return 0;
+    for (unsigned i = 0; i < m->plat.nvirtio; i++)
+        len += (size_t)snprintf(words + len, sizeof(words) - len,
+                                "%svirtio_mmio.device=4K@%#llx:%u", i ? " " : "",
+                                (unsigned long long)m->plat.virtio[i].base, m->plat.virtio[i].gsi);
+    outlen = strlen(cmdline) + len + 2;
+    m->cmdline = malloc(outlen);
+    if (!m->cmdline)
+        return -ENOMEM;
+    return machine_cmdline_insert(cmdline, words, m->cmdline, outlen);
+}
+
+/* Takes a constructed device (NULL: the constructor failed with err) into the next slot.
+ * Returns 0, -EINVAL for a user mistake (logged) or -errno from the transport. */
+static int add_virtio(struct machine *m, const struct virtio_env *env, struct virtio_dev *dev,
+                      const char *err)
+{
+    unsigned i = m->nvirtio;
+    uint64_t base = X86_VIRTIO_MMIO_BASE + i * X86_VIRTIO_MMIO_SIZE;
+    int ret;
+
+    if (!dev && errno == ENOSYS) {
+        /* A device this build does not have yet (a placeholder constructor): the VM can still
+         * boot without it. TODO: remove once every device has landed. */
+        log_warn("%s; continuing without it", err);
+        return 0;
+    }
+    if (!dev) {
+        log_error("%s", err);
+        return -EINVAL;
+    }
+    if (i >= X86_MAX_VIRTIO) {
+        log_error("machine: too many virtio devices; kiln places at most %d", X86_MAX_VIRTIO);
+        virtio_dev_destroy(dev);
+        return -EINVAL;
+    }
+    m->virtio[m->nvirtio++] = dev; /* from here on teardown destroys it */
+    ret = virtio_mmio_attach(dev, env, i, base, virtio_gsis[i]);
+    if (ret < 0)
+        return ret == -EINVAL ? -EIO : ret;
+    m->plat.virtio[i] =
+        (struct x86_virtio_dev){.base = base, .size = X86_VIRTIO_MMIO_SIZE, .gsi = virtio_gsis[i]};
+    m->plat.nvirtio = i + 1;
+    return 0;
+}
+
+/* Creates the configured virtio devices in the documented order (docs/virtio.md): disks, net,
+ * vsock, rng, balloon; slot i sits at X86_VIRTIO_MMIO_BASE + i pages on virtio_gsis[i]. */
+static int setup_virtio(struct machine *m)
+{
+    const struct machine_config *cfg = m->cfg;
+    struct virtio_env env = {
+        .bus = &m->vm->bus, .loop = m->loop, .mem = &m->vm->mem, .host = &m->vm->host};
+    char err[256] = "";
+    int ret = 0;
+
+    for (unsigned i = 0; ret == 0 && i < cfg->ndisks; i++)
+        ret = add_virtio(m, &env, virtio_blk_create(&env, &cfg->disks[i], err, sizeof(err)), err);
+    if (ret == 0 && cfg->net)
+        ret = add_virtio(m, &env, virtio_net_create(&env, &cfg->net_cfg, err, sizeof(err)), err);
+    if (ret == 0 && cfg->vsock) {
+        struct virtio_vsock_config vc = {.guest_cid = cfg->vsock_cid ? cfg->vsock_cid
+                                                                     : VSOCK_DEFAULT_GUEST_CID,
+                                         .uds_path = m->vsock_path};
+        ret = add_virtio(m, &env, virtio_vsock_create(&env, &vc, err, sizeof(err)), err);
+    }
+    if (ret == 0 && cfg->rng)
+        ret = add_virtio(m, &env, virtio_rng_create(&env, err, sizeof(err)), err);
+    if (ret == 0 && cfg->balloon)
+        ret = add_virtio(m, &env, virtio_balloon_create(&env, &cfg->balloon_cfg, err, sizeof(err)),
+                         err);
+    if (ret < 0)
+        return ret;
+    return announce_virtio(m);
+}
+
+/* New clients are refused at once when the VM stops, while teardown carries on. */
+static void control_stopped(void *opaque, enum vm_exit_reason reason)
+{
+    (void)reason;
+    ctl_server_close_listener(opaque);
+}
+
+/* The control socket (docs/control-protocol.md): control.sock in the runtime directory, served
+ * on the event loop to root and this process's user. */
+static int setup_control(struct machine *m)
+{
+    struct ctl_server_config cc = {.loop = m->loop, .ops = &vmctl_ops, .owner = geteuid()};
+    char path[PATH_MAX + 16], err[PATH_MAX + 64];
+
+    for (unsigned i = 0; i < m->nvirtio; i++)
+        if (m->virtio[i]->device_id == VIRTIO_ID_BALLOON)
+            m->balloon = m->virtio[i];
+    m->vmctl = vmctl_create(m->vm, m->balloon);
+    if (!m->vmctl)
+        return -ENOMEM;
+    cc.opaque = m->vmctl;
+    snprintf(path, sizeof(path), "%s/" KILN_CTL_SOCKET, m->rundir);
+    m->ctl = ctl_server_create(path, &cc, err, sizeof(err));
+    if (!m->ctl) {
+        log_error("machine: %s", err);
+        return -EIO;
+    }
+    return vm_on_exit(m->vm, control_stopped, m->ctl);
+}
+
+/* The read-only file service (docs/file-service.md): a Unix socket where a guest's vsock
+ * connection to KILN_FS_PORT arrives, served on the event loop; only with vsock and --files or
+ * --file. Returns 0, -EINVAL for a user mistake (logged) or -errno. */
+static int setup_files(struct machine *m)
+{
+    const struct machine_config *cfg = m->cfg;
+    struct fsvc_config fc = {.dir = cfg->files_dir, .files = cfg->files, .nfiles = cfg->nfiles};
+    char path[PATH_MAX + 16], err[PATH_MAX + 128];
+    int ret;
+
+    if (!cfg->vsock || (!cfg->files_dir && !cfg->nfiles))
+        return 0;
+    m->fsvc = fsvc_create(&fc, err, sizeof(err));
+    if (!m->fsvc) {
+        log_error("machine: %s", err);
+        return -EINVAL;
+    }
+    snprintf(path, sizeof(path), "%s_%u", m->vsock_path, KILN_FS_PORT);
+    ret = fsvc_listen(m->fsvc, path, err, sizeof(err));
+    if (ret < 0) {
+        log_error("machine: file service: %s", err);
+        /* A --vsock path too long for its _PORT suffix, or a file in the way: the user's. */
+        return ret == -ENAMETOOLONG || ret == -EEXIST ? -EINVAL : ret == -EINVAL ? -EIO : ret;
+    }
+    ret = fsvc_attach(m->fsvc, m->loop);
+    if (ret < 0)
+        log_error("machine: file service: cannot watch it: %s", strerror(-ret));
+    return ret == -EINVAL ? -EIO : ret;
+}
+
 static const char *file_error(int err)
 {
     return err == -EINVAL ? "not a regular file" : strerror(-err);
@@ -157,8 +320,10 @@ static const char *file_error(int err)
 static int load_guest(struct machine *m)
 {
     const struct machine_config *cfg = m->cfg;
-    struct x86_platform plat = {.ncpus = cfg->ncpus};
-    struct x86_boot_config boot = {.cmdline = cfg->cmdline ? cfg->cmdline : ""};
+    struct x86_platform *plat = &m->plat;
+    struct x86_boot_config boot = {.cmdline = m->cmdline     ? m->cmdline
+                                              : cfg->cmdline ? cfg->cmdline
+                                                             : ""};
     struct x86_boot_info info;
     struct kvm_regs regs;
     struct kvm_sregs sregs;
@@ -181,9 +346,10 @@ static int load_guest(struct machine *m)
             goto out;
         }
     }
-    ret = x86_mptable_write(&m->vm->mem, &plat);
+    plat->ncpus = cfg->ncpus;
+    ret = x86_mptable_write(&m->vm->mem, plat);
     if (ret == 0 && cfg->acpi)
-        ret = x86_acpi_write(&m->vm->mem, &plat, &boot.rsdp_gpa);
+        ret = x86_acpi_write(&m->vm->mem, plat, &boot.rsdp_gpa);
     if (ret < 0) {
         log_error("machine: cannot write the platform tables: %s", strerror(-ret));
         goto out;
@@ -245,11 +411,13 @@ static void write_stats(struct machine *m, int code)
     fprintf(f,
             "{\"exit\":\"%s\",\"exit_code\":%d,\"setup_us\":%.1f,\"boot_timer_us\":%.1f,"
             "\"runtime_us\":%.1f,\"rss_anon_kib\":%llu,\"rss_file_kib\":%llu,"
-            "\"rss_shmem_kib\":%llu}\n",
+            "\"rss_shmem_kib\":%llu",
             vm_exit_reason_name((enum vm_exit_reason)code), code,
             first_run ? (double)(first_run - start) / 1e3 : -1.0, boot ? (double)boot / 1e3 : -1.0,
             start ? (double)(time_now_ns() - start) / 1e3 : -1.0, (unsigned long long)rss[0],
             (unsigned long long)rss[1], (unsigned long long)rss[2]);
+    ready_write_stats(m->ready, f);
+    fputs("}\n", f);
     fclose(f);
 }
 
@@ -257,12 +425,21 @@ static void teardown(struct machine *m)
 {
     if (m->vm)
         vcpus_stop(m->vm);
+    vm_run_exit_observers(m->vm);
+    ctl_server_destroy(m->ctl);
+    fsvc_destroy(m->fsvc);
+    vmctl_destroy(m->vmctl); /* before vm_destroy: it removes KVM memory slots */
+    /* After the vCPUs: until then one may be inside a register access. */
+    for (unsigned i = 0; i < m->nvirtio; i++)
+        virtio_dev_destroy(m->virtio[i]);
+    free(m->cmdline);
     console_destroy(m->console);
     uart_destroy(m->uart);
     i8042_destroy(m->i8042);
     rtc_destroy(m->rtc);
     acpi_pm_destroy(m->acpi_pm);
     vm_destroy(m->vm);
+    ready_destroy(m->ready);
     evloop_destroy(m->loop);
     if (m->signal_fd >= 0)
         close(m->signal_fd);
@@ -284,8 +461,8 @@ static int setup_rundir(struct machine *m)
     int ret;
 
     snprintf(name, sizeof(name), "kiln-%d", (int)getpid());
-    ret = rundir_create(cfg->name ? cfg->name : name, m->rundir, sizeof(m->rundir), err,
-                        sizeof(err));
+    ret =
+        rundir_create(cfg->name ? cfg->name : name, m->rundir, sizeof(m->rundir), err, sizeof(err));
     if (ret < 0) {
         m->rundir[0] = '\0';
         log_error("machine: %s", err);
@@ -336,17 +513,18 @@ int machine_run(const struct machine_config *cfg, uint64_t start_ns)
     pthread_sigmask(SIG_BLOCK, &sigs, &old);
     signal(SIGPIPE, SIG_IGN);
 
+    ret = setup_rundir(&m);
+    if (ret < 0) {
+        code = ret == -EINVAL || ret == -EEXIST ? VM_EXIT_USAGE : VM_EXIT_ERROR;
+        goto out;
+    }
+    /* After the runtime directory: a sandbox's console log lives in it. */
     if (cfg->console_path) {
         m.console_fd = open(cfg->console_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (m.console_fd < 0) {
             log_error("machine: cannot open --console %s: %s", cfg->console_path, strerror(errno));
             goto out;
         }
-    }
-    ret = setup_rundir(&m);
-    if (ret < 0) {
-        code = ret == -EINVAL || ret == -EEXIST ? VM_EXIT_USAGE : VM_EXIT_ERROR;
-        goto out;
     }
     m.vm = vm_create(&vcfg, start_ns, err, sizeof(err));
     if (!m.vm) {
@@ -365,6 +543,25 @@ int machine_run(const struct machine_config *cfg, uint64_t start_ns)
         ret = setup_devices(&m);
     if (ret < 0) {
         log_error("machine: set-up failed: %s", strerror(-ret));
+        goto out;
+    }
+    ret = setup_virtio(&m);
+    if (ret < 0) {
+        /* -EINVAL: a device refused its configuration and said why (a user mistake). */
+        if (ret == -EINVAL)
+            code = VM_EXIT_USAGE;
+        else
+            log_error("machine: virtio set-up failed: %s", strerror(-ret));
+        goto out;
+    }
+    ret = setup_control(&m);
+    if (ret < 0)
+        goto out;
+    if (cfg->vsock && !(m.ready = ready_create(m.loop, m.vsock_path, cfg->ready_fd, start_ns)))
+        goto out;
+    ret = setup_files(&m);
+    if (ret < 0) {
+        code = ret == -EINVAL ? VM_EXIT_USAGE : VM_EXIT_ERROR;
         goto out;
     }
     stage(&m, "devices ready");

@@ -5,11 +5,13 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "devices/virtio/virtio.h"
 #include "vmm/vmm.h"
 
 #define MACHINE_MAX_DISKS 8
+#define MACHINE_MAX_FILES 32 /* --file */
 
 struct machine_config {
     const char *kernel_path; /* required */
@@ -23,6 +25,7 @@ struct machine_config {
     const char *stats_path;   /* NULL: none; else a JSON summary written at exit */
     const char *kvm_path;     /* NULL: /dev/kvm */
     const char *name;         /* --name; NULL: "kiln-<pid>". Names the runtime directory. */
+    int ready_fd;             /* > 0: READY is reported there (ready.c); 0: nowhere */
 
     /* virtio-mmio devices, placed in this order (docs/virtio.md): disks (/dev/vda, vdb, ...),
      * net, vsock, rng, balloon. */
@@ -36,12 +39,22 @@ struct machine_config {
     bool rng;
     bool balloon;
     struct virtio_balloon_config balloon_cfg;
+    /* The read-only file service (docs/file-service.md), served at <vsock path>_1026 when the VM
+     * has vsock and one of these is given. */
+    const char *files_dir;                /* --files DIR, or NULL */
+    const char *files[MACHINE_MAX_FILES]; /* --file NAME=HOSTPATH values */
+    unsigned nfiles;
 };
 
 /* Boots and runs the machine; returns the exit code of docs/exit-codes.md (VM_EXIT_*).
  * start_ns is the process start (CLOCK_MONOTONIC) that boot times are measured from.
  * Errors are reported through the logger before returning VM_EXIT_ERROR or VM_EXIT_USAGE. */
 int machine_run(const struct machine_config *cfg, uint64_t start_ns);
+
+/* Inserts `words` into a kernel command line before the `--` that starts init's arguments
+ * (outside double quotes), or at the end when there is none, with single spaces around it.
+ * Returns 0, or -E2BIG when out (outlen bytes) is too small. (cmdline.c) */
+int machine_cmdline_insert(const char *cmdline, const char *words, char *out, size_t outlen);
 
 /* ---- runtime directory (rundir.c) -----------------------------------------------------------
  * Each VM owns a directory holding control.sock, vsock.sock (and the vsock.sock_PORT listeners
@@ -59,6 +72,18 @@ int rundir_path(const char *name, char *out, size_t outlen);
 int rundir_create(const char *name, char *out, size_t outlen, char *err, size_t errlen);
 /* Removes the directory and everything kiln put in it (files and sockets, not subdirectories). */
 void rundir_remove(const char *path);
+
+/* ---- READY (ready.c) -------------------------------------------------------------------------
+ * Listens on "<vsock_path>_1025" for the guest agent's READY frame (docs/sandbox.md): logs where
+ * the boot time went and, once, writes "READY <kernel_us> <agent_us> <vmm_us>\n" to notify_fd
+ * (> 0; then closed): kernel_us/agent_us are the guest's clock, vmm_us the time since start_ns.
+ * Returns NULL with errno (logged) on failure. */
+struct ready;
+struct ready *ready_create(struct evloop *loop, const char *vsock_path, int notify_fd,
+                           uint64_t start_ns);
+void ready_destroy(struct ready *r);
+/* Appends the READY figures (,"ready_us":N,...) to the JSON object being written to f, if any. */
+void ready_write_stats(const struct ready *r, FILE *f);
 
 /* ---- console (console.c) --------------------------------------------------------------------
  * Connects the COM1 UART to the user: guest output to out_fd, and, when in_fd >= 0, input from

@@ -1,6 +1,7 @@
 /* vcpu.c: one thread per vCPU running KVM_RUN and dispatching its exits to the bus. */
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -13,8 +14,47 @@
  * kick that lands just before KVM_RUN is not lost: KVM returns at once with EINTR. */
 #define VCPU_KICK_SIGNAL SIGUSR1
 #define X86_RFLAGS_IF    (1ULL << 9)
+#define PAUSE_RETRY_NS   1000000 /* re-kick period while waiting for vCPUs to park */
 
 static __thread struct kvm_run *current_run;
+
+const char *vcpu_exit_kind_name(unsigned kind)
+{
+    static const char *const names[VCPU_EXIT_KINDS] = {
+        "io",           "mmio",       "intr",           "hlt",   "shutdown",
+        "system_event", "fail_entry", "internal_error", "other",
+    };
+
+    return kind < VCPU_EXIT_KINDS ? names[kind] : "unknown";
+}
+
+static void count_exit(struct vcpu *vcpu, enum vcpu_exit_kind kind)
+{
+    atomic_fetch_add_explicit(&vcpu->exits[kind], 1, memory_order_relaxed);
+}
+
+static enum vcpu_exit_kind exit_kind(uint32_t reason)
+{
+    switch (reason) {
+    case KVM_EXIT_IO:
+        return VCPU_EXIT_IO;
+    case KVM_EXIT_MMIO:
+        return VCPU_EXIT_MMIO;
+    case KVM_EXIT_INTR:
+        return VCPU_EXIT_INTR;
+    case KVM_EXIT_HLT:
+        return VCPU_EXIT_HLT;
+    case KVM_EXIT_SHUTDOWN:
+        return VCPU_EXIT_SHUTDOWN;
+    case KVM_EXIT_SYSTEM_EVENT:
+        return VCPU_EXIT_SYSTEM_EVENT;
+    case KVM_EXIT_FAIL_ENTRY:
+        return VCPU_EXIT_FAIL_ENTRY;
+    case KVM_EXIT_INTERNAL_ERROR:
+        return VCPU_EXIT_INTERNAL_ERROR;
+    }
+    return VCPU_EXIT_OTHER;
+}
 
 static void kick_handler(int sig)
 {
@@ -130,6 +170,7 @@ static bool handle_exit(struct vcpu *vcpu)
     struct vm *vm = vcpu->vm;
     char what[96];
 
+    count_exit(vcpu, exit_kind(run->exit_reason));
     switch (run->exit_reason) {
     case KVM_EXIT_IO:
         handle_io(vcpu);
@@ -184,6 +225,22 @@ static bool handle_exit(struct vcpu *vcpu)
     }
 }
 
+/* Holds this vCPU outside KVM_RUN until vcpus_resume() or vcpus_stop(). A kick that arrives
+ * while parked only sets immediate_exit, which makes the next KVM_RUN return at once: harmless. */
+static void park(struct vcpu *vcpu)
+{
+    struct vm *vm = vcpu->vm;
+
+    pthread_mutex_lock(&vm->pause_lock);
+    vcpu->paused = true;
+    pthread_cond_broadcast(&vm->pause_cond);
+    while (vm->pause_wanted && !vm->stopping)
+        pthread_cond_wait(&vm->pause_cond, &vm->pause_lock);
+    vcpu->paused = false;
+    pthread_cond_broadcast(&vm->pause_cond);
+    pthread_mutex_unlock(&vm->pause_lock);
+}
+
 static void *vcpu_thread(void *arg)
 {
     struct vcpu *vcpu = arg;
@@ -201,6 +258,10 @@ static void *vcpu_thread(void *arg)
     while (!vm->stopping) {
         int ret;
 
+        if (vm->pause_wanted) {
+            park(vcpu);
+            continue;
+        }
         if (vcpu->index == 0 && !vm->first_run_ns)
             vm->first_run_ns = time_now_ns();
         ret = ioctl(vcpu->fd, KVM_RUN, 0);
@@ -208,6 +269,7 @@ static void *vcpu_thread(void *arg)
             int e = errno;
             if (e == EINTR || e == EAGAIN) {
                 vcpu->run->immediate_exit = 0;
+                count_exit(vcpu, VCPU_EXIT_INTR);
                 if (vcpu->state_wanted) {
                     vcpu->state_wanted = false;
                     report_state(vcpu);
@@ -222,6 +284,12 @@ static void *vcpu_thread(void *arg)
             break;
     }
     current_run = NULL;
+    vcpu->exited = true;
+    if (vm->pause_ready) {
+        pthread_mutex_lock(&vm->pause_lock);
+        pthread_cond_broadcast(&vm->pause_cond);
+        pthread_mutex_unlock(&vm->pause_lock);
+    }
     return NULL;
 }
 
@@ -234,6 +302,16 @@ int vcpus_start(struct vm *vm)
     sigemptyset(&sa.sa_mask);
     if (sigaction(VCPU_KICK_SIGNAL, &sa, NULL) < 0)
         return -errno;
+    if (!vm->pause_ready) {
+        pthread_condattr_t attr;
+
+        pthread_mutex_init(&vm->pause_lock, NULL);
+        pthread_condattr_init(&attr);
+        pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+        pthread_cond_init(&vm->pause_cond, &attr);
+        pthread_condattr_destroy(&attr);
+        vm->pause_ready = true;
+    }
     /* Threads start with the kick signal blocked and unblock it once current_run is set. */
     sigemptyset(&set);
     sigaddset(&set, VCPU_KICK_SIGNAL);
@@ -260,6 +338,11 @@ static void kick_all(struct vm *vm)
 void vcpus_stop(struct vm *vm)
 {
     vm->stopping = true;
+    if (vm->pause_ready) { /* wake parked vCPUs so they see `stopping` */
+        pthread_mutex_lock(&vm->pause_lock);
+        pthread_cond_broadcast(&vm->pause_cond);
+        pthread_mutex_unlock(&vm->pause_lock);
+    }
     kick_all(vm);
     for (unsigned i = 0; vm->vcpus && i < vm->ncpus; i++) {
         if (!vm->vcpus[i].thread_started)
@@ -286,4 +369,84 @@ bool vcpus_poll_stopped(struct vm *vm)
     }
     kick_all(vm);
     return all;
+}
+
+/* Waits on pause_cond (lock held) until every started vCPU is `held` (paused or gone) or, when
+ * held is false, none is paused; re-kicks meanwhile, since a kick can land just before a thread
+ * unblocks the signal. */
+static void wait_vcpus(struct vm *vm, bool held)
+{
+    for (;;) {
+        bool done = true;
+        struct timespec ts;
+
+        for (unsigned i = 0; i < vm->ncpus && done; i++) {
+            struct vcpu *v = &vm->vcpus[i];
+            if (v->thread_started && !v->exited)
+                done = held ? v->paused : !v->paused;
+        }
+        if (done || (held && vm->stopping))
+            return;
+        if (held)
+            kick_all(vm);
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        ts.tv_nsec += PAUSE_RETRY_NS;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&vm->pause_cond, &vm->pause_lock, &ts);
+    }
+}
+
+int vcpus_pause(struct vm *vm)
+{
+    int ret = 0;
+
+    if (!vm->pause_ready)
+        return vm->stopping ? -ESHUTDOWN : -EAGAIN;
+    pthread_mutex_lock(&vm->pause_lock);
+    if (vm->paused)
+        goto out;
+    vm->pause_wanted = true;
+    kick_all(vm);
+    wait_vcpus(vm, true);
+    if (vm->stopping) {
+        ret = -ESHUTDOWN;
+        goto out;
+    }
+    /* Guest time stands still while paused: kvmclock is put back to this value at resume. */
+    vm->pause_clock_saved = ioctl(vm->vm_fd, KVM_GET_CLOCK, &vm->pause_clock) == 0;
+    if (!vm->pause_clock_saved)
+        log_once(LOG_WARN, "vcpu: KVM_GET_CLOCK failed (%s): guest time runs on while paused",
+                 strerror(errno));
+    vm->paused = true;
+out:
+    pthread_mutex_unlock(&vm->pause_lock);
+    return ret;
+}
+
+int vcpus_resume(struct vm *vm)
+{
+    if (!vm->pause_ready)
+        return 0;
+    pthread_mutex_lock(&vm->pause_lock);
+    if (vm->paused) {
+        if (vm->pause_clock_saved) {
+            struct kvm_clock_data clock = {.clock = vm->pause_clock.clock};
+            if (ioctl(vm->vm_fd, KVM_SET_CLOCK, &clock) < 0)
+                log_once(LOG_WARN, "vcpu: KVM_SET_CLOCK failed: %s", strerror(errno));
+        }
+        vm->paused = false;
+    }
+    vm->pause_wanted = false;
+    pthread_cond_broadcast(&vm->pause_cond);
+    wait_vcpus(vm, false);
+    pthread_mutex_unlock(&vm->pause_lock);
+    return 0;
+}
+
+bool vcpus_paused(struct vm *vm)
+{
+    return vm->paused;
 }

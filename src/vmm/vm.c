@@ -58,6 +58,28 @@ static void host_request_exit(void *opaque, enum vm_exit_reason reason)
     vm_request_exit(vm, reason);
 }
 
+static int host_add_ioeventfd(void *opaque, int fd, uint64_t addr, uint32_t len, uint64_t datamatch)
+{
+    struct vm *vm = opaque;
+    struct kvm_ioeventfd io = {
+        .datamatch = datamatch,
+        .addr = addr,
+        .len = len,
+        .fd = fd,
+        .flags = KVM_IOEVENTFD_FLAG_DATAMATCH,
+    };
+
+    return ioctl(vm->vm_fd, KVM_IOEVENTFD, &io) < 0 ? -errno : 0;
+}
+
+static int host_add_irqfd(void *opaque, int fd, uint32_t gsi)
+{
+    struct vm *vm = opaque;
+    struct kvm_irqfd irq = {.fd = (uint32_t)fd, .gsi = gsi};
+
+    return ioctl(vm->vm_fd, KVM_IRQFD, &irq) < 0 ? -errno : 0;
+}
+
 void vm_request_exit(struct vm *vm, enum vm_exit_reason reason)
 {
     int expected = VM_EXIT_NONE;
@@ -141,6 +163,8 @@ static int setup_vcpu(struct vm *vm, struct vcpu *vcpu, unsigned index, char *er
         return fail(err, errlen, "allocating CPUID");
     memcpy(cpuid, vm->cpuid, cpuid_size);
     x86_cpuid_fixup(cpuid, index, vm->ncpus);
+    if (vm->cpuid_hook)
+        vm->cpuid_hook(cpuid, index);
     ret = ioctl(vcpu->fd, KVM_SET_CPUID2, cpuid);
     free(cpuid);
     if (ret < 0)
@@ -159,6 +183,8 @@ static int setup_vcpu(struct vm *vm, struct vcpu *vcpu, unsigned index, char *er
     x86_fpu_init(&fpu);
     if (ioctl(vcpu->fd, KVM_SET_FPU, &fpu) < 0)
         return fail(err, errlen, "KVM_SET_FPU");
+    if (vm->no_irqchip)
+        return 0; /* no in-kernel LAPIC */
     if (ioctl(vcpu->fd, KVM_GET_LAPIC, &lapic) < 0)
         return fail(err, errlen, "KVM_GET_LAPIC");
     x86_lapic_init(&lapic);
@@ -183,9 +209,11 @@ static int setup_vm(struct vm *vm, const struct vm_config *cfg, char *err, size_
         return fail(err, errlen, "KVM_SET_TSS_ADDR");
     if (ioctl(vm->vm_fd, KVM_SET_IDENTITY_MAP_ADDR, &identity) < 0)
         return fail(err, errlen, "KVM_SET_IDENTITY_MAP_ADDR");
-    if (ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
+    vm->no_irqchip = cfg->no_irqchip;
+    vm->cpuid_hook = cfg->cpuid_hook;
+    if (!cfg->no_irqchip && ioctl(vm->vm_fd, KVM_CREATE_IRQCHIP, 0) < 0)
         return fail(err, errlen, "KVM_CREATE_IRQCHIP");
-    if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
+    if (!cfg->no_irqchip && ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
         return fail(err, errlen, "KVM_CREATE_PIT2");
     ret = setup_memory(vm, cfg->mem_size, err, errlen);
     if (ret < 0)
@@ -232,8 +260,11 @@ struct vm *vm_create(const struct vm_config *cfg, uint64_t start_ns, char *err, 
     vm->mem.fd = -1;
     vm->exit_reason = VM_EXIT_NONE;
     vm->start_ns = start_ns;
-    vm->host =
-        (struct dev_host){.set_irq = host_set_irq, .request_exit = host_request_exit, .opaque = vm};
+    vm->host = (struct dev_host){.set_irq = host_set_irq,
+                                 .request_exit = host_request_exit,
+                                 .add_ioeventfd = host_add_ioeventfd,
+                                 .add_irqfd = host_add_irqfd,
+                                 .opaque = vm};
     bus_init(&vm->bus);
     ret = setup_vm(vm, cfg, err, errlen);
     if (ret < 0) {

@@ -164,9 +164,28 @@ struct vm_config {
     uint64_t mem_size;    /* bytes of guest RAM */
     unsigned ncpus;       /* 1..X86_MAX_CPUS */
     const char *kvm_path; /* NULL: /dev/kvm */
+    /* Unikernel mode (src/unikernel): no in-kernel irqchip, PIT or LAPIC set-up, so HLT exits to
+     * userspace and set-up is cheaper; and extra CPUID edits after x86_cpuid_fixup (or NULL). */
+    bool no_irqchip;
+    void (*cpuid_hook)(struct kvm_cpuid2 *cpuid, unsigned index);
 };
 
 struct vm;
+
+/* Exit counters per vCPU (GetMetrics): one relaxed atomic add per exit, no shared cache line. */
+enum vcpu_exit_kind {
+    VCPU_EXIT_IO,
+    VCPU_EXIT_MMIO,
+    VCPU_EXIT_INTR, /* KVM_EXIT_INTR, or KVM_RUN interrupted by a kick (EINTR) */
+    VCPU_EXIT_HLT,
+    VCPU_EXIT_SHUTDOWN,
+    VCPU_EXIT_SYSTEM_EVENT,
+    VCPU_EXIT_FAIL_ENTRY,
+    VCPU_EXIT_INTERNAL_ERROR,
+    VCPU_EXIT_OTHER,
+    VCPU_EXIT_KINDS
+};
+const char *vcpu_exit_kind_name(unsigned kind); /* "io", "mmio", ... */
 
 struct vcpu {
     struct vm *vm;
@@ -178,7 +197,14 @@ struct vcpu {
     bool thread_started;
     _Atomic bool state_wanted; /* the poller asks: report your run state at the next exit */
     _Atomic int stopped;       /* -1 unknown, 1 halted with interrupts off or never started */
+    _Atomic bool paused;       /* held outside KVM_RUN by vcpus_pause() */
+    _Atomic bool exited;       /* the thread has left its run loop */
+    _Atomic uint64_t exits[VCPU_EXIT_KINDS];
 };
+
+/* Exit observers: callbacks run once when the VM stops (vm_run_exit_observers). */
+#define VM_MAX_OBSERVERS 16
+typedef void (*vm_observer_fn)(void *opaque, enum vm_exit_reason reason);
 
 struct vm {
     int kvm_fd;
@@ -188,13 +214,30 @@ struct vm {
     struct bus bus;
     struct vcpu *vcpus;
     struct kvm_cpuid2 *cpuid; /* KVM_GET_SUPPORTED_CPUID, before per-vCPU fix-ups */
-    struct dev_host host;     /* what devices may ask of this VM */
-    struct evloop *loop;      /* stopped when the VM should end */
-    _Atomic int exit_reason;  /* VM_EXIT_NONE until the first request wins */
-    _Atomic bool panic_seen;  /* the guest printed a kernel panic banner; its reset is a panic */
-    _Atomic bool stopping;    /* vCPU threads leave KVM_RUN and exit */
-    uint64_t start_ns;        /* process start, for the boot timer and set-up figures */
+    bool no_irqchip;          /* vm_config.no_irqchip (unikernel mode) */
+    void (*cpuid_hook)(struct kvm_cpuid2 *cpuid, unsigned index); /* vm_config.cpuid_hook */
+    struct dev_host host;    /* what devices may ask of this VM */
+    struct evloop *loop;     /* stopped when the VM should end */
+    _Atomic int exit_reason; /* VM_EXIT_NONE until the first request wins */
+    _Atomic bool panic_seen; /* the guest printed a kernel panic banner; its reset is a panic */
+    _Atomic bool stopping;   /* vCPU threads leave KVM_RUN and exit */
+    uint64_t start_ns;       /* process start, for the boot timer and set-up figures */
     _Atomic uint64_t first_run_ns; /* when the boot vCPU first entered KVM_RUN */
+    /* Pause (vcpu.c): vCPU threads park on pause_cond while pause_wanted is set. */
+    bool pause_ready; /* pause_lock and pause_cond are initialised (vcpus_start) */
+    pthread_mutex_t pause_lock;
+    pthread_cond_t pause_cond;
+    _Atomic bool pause_wanted;
+    _Atomic bool paused;               /* every vCPU is held and the clock saved */
+    struct kvm_clock_data pause_clock; /* kvmclock at the pause, restored at resume */
+    bool pause_clock_saved;
+    /* Exit observers (observers.c): registered during set-up or on the loop thread. */
+    unsigned nobservers;
+    _Atomic bool observers_run;
+    struct {
+        vm_observer_fn fn;
+        void *opaque;
+    } observers[VM_MAX_OBSERVERS];
 };
 
 /* Creates the VM: KVM checks, irqchip, PIT, guest RAM and its memory slots, the vCPUs (CPUID, MSRs,
@@ -220,5 +263,20 @@ void vcpus_stop(struct vm *vm);
 bool vcpus_poll_stopped(struct vm *vm);
 /* Logs a vCPU's registers, segments and control registers (for fatal exits). */
 void vcpu_dump(struct vcpu *vcpu);
+/* Kicks every vCPU out of KVM_RUN and holds it there; returns once all are held (or gone), with
+ * kvmclock saved so guest time does not advance while paused. Idempotent. Returns 0, or
+ * -ESHUTDOWN when the VM is stopping. Not on a vCPU thread. */
+int vcpus_pause(struct vm *vm);
+/* Restores kvmclock and lets the vCPUs run again; returns once every held one has left its
+ * hold. Idempotent. Returns 0 (a kvmclock restore failure is logged, not fatal). */
+int vcpus_resume(struct vm *vm);
+bool vcpus_paused(struct vm *vm);
+
+/* Registers fn to run once when the VM stops (during set-up or on the loop thread). Returns 0
+ * or -ENOSPC (VM_MAX_OBSERVERS). */
+int vm_on_exit(struct vm *vm, vm_observer_fn fn, void *opaque);
+/* Runs the observers (last registered first), once; later calls do nothing. Called by the
+ * machine after the vCPUs stopped. */
+void vm_run_exit_observers(struct vm *vm);
 
 #endif

@@ -62,4 +62,12 @@ wait $pid
 code=$?
 if [ $code = 143 ] || [ $code = 0 ]; then pass sigterm; else fail sigterm "exit $code, expected 143"; fi
 
+# virtio device options (docs/virtio.md): bad values are refused before a VM exists; a device
+# that cannot open its backend is a usage error too.
+check bad_disk_option 2 "invalid --disk option 'bogus'" "$KILN" run --disk x.img,bogus
+check bad_net_mac 2 "invalid --net mac 'zz'" "$KILN" run --net tap=t0,mac=zz
+check bad_cid 2 "invalid --cid '2'" "$KILN" run --cid 2
+check missing_disk 2 '/nonexistent/disk.img' \
+    "$KILN" run --no-vsock --disk /nonexistent/disk.img --console /dev/null
+
 summary

@@ -24,9 +24,15 @@ if [ -d "$BUILD/guest-tests" ]; then cp "$BUILD"/guest-tests/* "$assets/tools-ro
 (cd "$assets/tools-root" && find . -mindepth 1 | cpio --quiet -o -H newc --owner 0:0 | gzip -1) \
     >"$assets/tools.cpio.gz"
 cat "$BUILD/guest/initramfs.cpio.gz" "$assets/tools.cpio.gz" >"$assets/initrd-tools.cpio.gz"
+# The Debian test-bed kernel's virtio modules, for guest_virtio.sh (optional: skipped if absent).
+tests/integration/distro_modules.sh "$assets/distro-virtio-modules.cpio.gz" 2>/dev/null || true
 
 status=0
 if [ -z "${KILN_SUITES:-}" ]; then tests/integration/host.sh "$BUILD" || status=1; fi
+# Unikernel guests need no Linux kernel: host-side here, and (cheap) in the test bed as well.
+if [ -z "${KILN_SUITES:-}" ]; then tests/integration/unikernel.sh "$BUILD" || status=1; fi
+rm -rf "$assets/unikernel" && cp -r "$BUILD/unikernel" "$assets/unikernel" 2>/dev/null
+if [ -z "${KILN_SUITES:-}" ]; then tests/integration/control.sh "$BUILD" || status=1; fi
 
 if [ "$mode" = auto ]; then
     if "$BUILD/kiln" doctor --quiet; then mode=never; else mode=always; fi
@@ -41,6 +47,7 @@ else
     for f in tests/integration/guest.sh tests/integration/guest_*.sh; do
         [ -f "$f" ] && suites="$suites $f"
     done
+    [ "$mode" = never ] || suites="$suites tests/integration/unikernel.sh"
 fi
 if [ "$mode" = never ]; then
     for suite in $suites; do

@@ -85,6 +85,145 @@ static void test_rejects(void **state)
     expect_error((char *[]){"--cmdline", "a", "--append", "b"}, 4, "do not go together");
 }
 
+static void test_devices(void **state)
+{
+    char *argv[] = {"--kernel", "k",
+                    "--disk",   "a.img",
+                    "--disk",   "b.img,ro,bw=10M,iops=500",
+                    "--net",    "tap=tap0,mac=52:54:00:12:34:56,bw=1M,pps=100",
+                    "--vsock",  "/tmp/v.sock",
+                    "--cid",    "7",
+                    "--rng",    "--balloon",
+                    "64M",      "--name",
+                    "vm-1.a"};
+    struct cli_run run;
+
+    (void)state;
+    assert_int_equal(parse(&run, (int)ARRAY_SIZE(argv), argv), 0);
+    assert_int_equal(run.cfg.ndisks, 2);
+    assert_string_equal(run.cfg.disks[0].path, "a.img");
+    assert_false(run.cfg.disks[0].read_only);
+    assert_false(ratelimit_enabled(&run.cfg.disks[0].limit));
+    assert_string_equal(run.cfg.disks[1].path, "b.img");
+    assert_true(run.cfg.disks[1].read_only);
+    assert_int_equal(run.cfg.disks[1].limit.bytes_per_s, 10 * MiB);
+    assert_int_equal(run.cfg.disks[1].limit.ops_per_s, 500);
+    assert_true(run.cfg.net);
+    assert_string_equal(run.cfg.net_cfg.tap, "tap0");
+    assert_true(run.cfg.net_cfg.mac_set);
+    assert_memory_equal(run.cfg.net_cfg.mac, ((uint8_t[]){0x52, 0x54, 0, 0x12, 0x34, 0x56}), 6);
+    assert_int_equal(run.cfg.net_cfg.rx_limit.bytes_per_s, MiB);
+    assert_int_equal(run.cfg.net_cfg.tx_limit.ops_per_s, 100);
+    assert_true(run.cfg.vsock);
+    assert_string_equal(run.cfg.vsock_path, "/tmp/v.sock");
+    assert_int_equal(run.cfg.vsock_cid, 7);
+    assert_true(run.cfg.rng);
+    assert_true(run.cfg.balloon);
+    assert_int_equal(run.cfg.balloon_cfg.target_pages, 64 * MiB / 4096);
+    assert_string_equal(run.cfg.name, "vm-1.a");
+}
+
+static void test_device_defaults(void **state)
+{
+    struct cli_run run;
+
+    (void)state;
+    /* The default image gets vsock (path chosen later) and rng. */
+    assert_int_equal(parse(&run, 0, NULL), 0);
+    assert_true(run.cfg.vsock);
+    assert_null(run.cfg.vsock_path);
+    assert_true(run.cfg.rng);
+    assert_false(run.cfg.net);
+    assert_false(run.cfg.balloon);
+    assert_int_equal(run.cfg.ndisks, 0);
+    assert_int_equal(parse(&run, 2, (char *[]){"--no-vsock", "--no-rng"}), 0);
+    assert_false(run.cfg.vsock);
+    assert_false(run.cfg.rng);
+    /* Your own kernel gets only what you ask for. */
+    assert_int_equal(parse(&run, 2, (char *[]){"--kernel", "k"}), 0);
+    assert_false(run.cfg.vsock);
+    assert_false(run.cfg.rng);
+    /* A zero balloon: the device, nothing taken yet. */
+    assert_int_equal(parse(&run, 2, (char *[]){"--balloon", "0"}), 0);
+    assert_true(run.cfg.balloon);
+    assert_int_equal(run.cfg.balloon_cfg.target_pages, 0);
+    assert_int_equal(parse(&run, 2, (char *[]){"--disk", "x,rw"}), 0);
+    assert_false(run.cfg.disks[0].read_only);
+}
+
+static void test_device_rejects(void **state)
+{
+    char *many[2 * (MACHINE_MAX_DISKS + 1)];
+
+    (void)state;
+    expect_error((char *[]){"--disk", ""}, 2, "--disk ''");
+    expect_error((char *[]){"--disk", ",ro"}, 2, "PATH[,ro]");
+    expect_error((char *[]){"--disk", "a,rox"}, 2, "'rox'");
+    expect_error((char *[]){"--disk", "a,bw=0"}, 2, "bw=10M");
+    expect_error((char *[]){"--disk", "a,bw=fast"}, 2, "'bw=fast'");
+    expect_error((char *[]){"--disk", "a,iops=0"}, 2, "'iops=0'");
+    expect_error((char *[]){"--disk", "a,iops=-5"}, 2, "whole number");
+    for (unsigned i = 0; i < ARRAY_SIZE(many); i += 2) {
+        many[i] = "--disk";
+        many[i + 1] = "d.img";
+    }
+    expect_error(many, (int)ARRAY_SIZE(many), "at most 8");
+    expect_error((char *[]){"--net", "mac=52:54:00:12:34:56"}, 2, "tap=NAME");
+    expect_error((char *[]){"--net", "tap="}, 2, "tap name ''");
+    expect_error((char *[]){"--net", "tap=averyveryverylongname"}, 2, "1 to 15 characters");
+    expect_error((char *[]){"--net", "tap=a/b"}, 2, "tap name 'a/b'");
+    expect_error((char *[]){"--net", "tap=t,mac=52:54:00:12:34"}, 2, "six hex bytes");
+    expect_error((char *[]){"--net", "tap=t,mac=52:54:00:12:34:5g"}, 2, "'52:54:00:12:34:5g'");
+    expect_error((char *[]){"--net", "tap=t,mac=01:00:5e:00:00:01"}, 2, "unicast");
+    expect_error((char *[]){"--net", "tap=t,mac=52:54:00:12:34:56:"}, 2, "six hex bytes");
+    expect_error((char *[]){"--net", "tap=t,speed=1"}, 2, "'speed=1'");
+    expect_error((char *[]){"--net", "tap=t,pps=0"}, 2, "'pps=0'");
+    expect_error((char *[]){"--net", "tap=a", "--net", "tap=b"}, 4, "twice");
+    expect_error((char *[]){"--vsock", ""}, 2, "--vsock ''");
+    expect_error((char *[]){"--vsock", "x", "--no-vsock"}, 3, "do not go together");
+    expect_error((char *[]){"--rng", "--no-rng"}, 2, "do not go together");
+    expect_error((char *[]){"--cid", "2"}, 2, "--cid '2'");
+    expect_error((char *[]){"--cid", "4294967295"}, 2, "reserved");
+    expect_error((char *[]){"--kernel", "k", "--cid", "5"}, 4, "add --vsock");
+    expect_error((char *[]){"--no-vsock", "--cid", "5"}, 3, "--cid is for");
+    expect_error((char *[]){"--balloon", "1000"}, 2, "multiple of 4K");
+    expect_error((char *[]){"--balloon", "lots"}, 2, "--balloon 'lots'");
+    expect_error((char *[]){"--balloon", "256M"}, 2, "less than --mem");
+    expect_error((char *[]){"--name", ".hidden"}, 2, "--name '.hidden'");
+    expect_error((char *[]){"--name", "a/b"}, 2, "A-Z a-z 0-9");
+    expect_error((char *[]){"--name", ""}, 2, "--name ''");
+}
+
+/* --files DIR and --file NAME=HOSTPATH (the read-only file service). */
+static void test_files(void **state)
+{
+    char *many[2 * (MACHINE_MAX_FILES + 1)];
+    struct cli_run run;
+
+    (void)state;
+    assert_int_equal(
+        parse(&run, 5, (char *[]){"--files", "d", "--file", "a/b=x", "--file=config/init.env=y=z"}),
+        0);
+    assert_string_equal(run.cfg.files_dir, "d");
+    assert_int_equal(run.cfg.nfiles, 2);
+    assert_string_equal(run.cfg.files[0], "a/b=x");
+    assert_string_equal(run.cfg.files[1], "config/init.env=y=z");
+    assert_true(run.cfg.vsock); /* the default image has vsock */
+    expect_error((char *[]){"--files", ""}, 2, "--files ''");
+    expect_error((char *[]){"--files", "a", "--files", "b"}, 4, "twice");
+    expect_error((char *[]){"--file", "noequals"}, 2, "NAME=HOSTPATH");
+    expect_error((char *[]){"--file", "=x"}, 2, "NAME=HOSTPATH");
+    expect_error((char *[]){"--file", "a="}, 2, "NAME=HOSTPATH");
+    expect_error((char *[]){"--file", "../a=x"}, 2, "'../a'");
+    expect_error((char *[]){"--files", "d", "--no-vsock"}, 3, "add --vsock");
+    expect_error((char *[]){"--kernel", "k", "--file", "a=b"}, 4, "served over vsock");
+    for (unsigned i = 0; i < ARRAY_SIZE(many); i += 2) {
+        many[i] = "--file";
+        many[i + 1] = "a=b";
+    }
+    expect_error(many, (int)ARRAY_SIZE(many), "at most 32");
+}
+
 static void test_sizes(void **state)
 {
     uint64_t v;
@@ -108,10 +247,10 @@ static void test_sizes(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_all_options),
-        cmocka_unit_test(test_rejects),
-        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_defaults),       cmocka_unit_test(test_all_options),
+        cmocka_unit_test(test_rejects),        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_devices),        cmocka_unit_test(test_device_defaults),
+        cmocka_unit_test(test_device_rejects), cmocka_unit_test(test_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -50,7 +50,8 @@ static int setup(void **state)
 
     if (!c)
         return -1;
-    c->host = (struct dev_host){fake_set_irq, fake_exit, &c->fake};
+    c->host =
+        (struct dev_host){.set_irq = fake_set_irq, .request_exit = fake_exit, .opaque = &c->fake};
     c->dev = i8042_create(&c->host);
     if (!c->dev) {
         free(c);

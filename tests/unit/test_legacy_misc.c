@@ -125,7 +125,8 @@ static int acpi_setup(void **state)
 
     if (!c)
         return -1;
-    c->host = (struct dev_host){fake_set_irq, fake_exit, &c->fake};
+    c->host =
+        (struct dev_host){.set_irq = fake_set_irq, .request_exit = fake_exit, .opaque = &c->fake};
     c->pm = acpi_pm_create(&c->host);
     if (!c->pm) {
         free(c);

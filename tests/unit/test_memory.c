@@ -1,9 +1,11 @@
-/* test_memory.c: guest RAM layout around the MMIO hole and the checked accessor. */
+/* test_memory.c: guest RAM layout around the MMIO hole, the checked accessor and discard. */
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
 
 #include <cmocka.h>
 
@@ -96,6 +98,55 @@ static void test_write(void **state)
     guest_mem_destroy(&mem);
 }
 
+/* The balloon's primitive: a punched hole reads back as zeros and frees the memfd's blocks. */
+static void test_discard(void **state)
+{
+    struct guest_mem mem;
+    struct stat st;
+    uint8_t zero[8192] = {0};
+    uint8_t *p;
+    blkcnt_t before;
+
+    (void)state;
+    /* A small hole so there are two regions: [0, 8M) and [4G, 4G + 8M). */
+    assert_int_equal(guest_mem_init(&mem, 16 * MiB, 8 * MiB), 0);
+    assert_int_equal(mem.nregions, 2);
+    p = guest_mem_ptr(&mem, 0x10000, 4 * 4096);
+    memset(p, 0x5a, 4 * 4096);
+    memset(guest_mem_ptr(&mem, 4 * GiB, 4096), 0x77, 4096);
+    assert_int_equal(fstat(mem.fd, &st), 0);
+    before = st.st_blocks;
+    assert_true(before >= (blkcnt_t)(5 * 4096 / 512));
+
+    /* The middle two pages go; their neighbours keep their contents. */
+    assert_int_equal(guest_mem_discard(&mem, 0x11000, 8192), 0);
+    /* Checked before reading: a read fault on a shmem hole allocates the page again. */
+    assert_int_equal(fstat(mem.fd, &st), 0);
+    assert_true(st.st_blocks <= before - (blkcnt_t)(8192 / 512));
+    assert_memory_equal(p + 4096, zero, 8192);
+    assert_int_equal(p[0], 0x5a);
+    assert_int_equal(p[4095], 0x5a);
+    assert_int_equal(p[3 * 4096], 0x5a);
+    /* The region above the hole is addressed by its guest-physical address. */
+    assert_int_equal(guest_mem_discard(&mem, 4 * GiB, 4096), 0);
+    assert_memory_equal(guest_mem_ptr(&mem, 4 * GiB, 4096), zero, 4096);
+    /* Discarded pages are ordinary RAM again when the guest touches them. */
+    p[4096] = 1;
+    assert_int_equal(p[4096], 1);
+
+    /* Unaligned address or length. */
+    assert_int_equal(guest_mem_discard(&mem, 0x11001, 4096), -EINVAL);
+    assert_int_equal(guest_mem_discard(&mem, 0x11000, 4095), -EINVAL);
+    assert_int_equal(guest_mem_discard(&mem, 0x11000, 100), -EINVAL);
+    /* Outside RAM: past the end, in the hole, straddling into the hole, wrapping. */
+    assert_int_equal(guest_mem_discard(&mem, 4 * GiB + 8 * MiB, 4096), -EINVAL);
+    assert_int_equal(guest_mem_discard(&mem, 8 * MiB, 4096), -EINVAL);
+    assert_int_equal(guest_mem_discard(&mem, 8 * MiB - 4096, 8192), -EINVAL);
+    assert_int_equal(guest_mem_discard(&mem, UINT64_MAX - 4095, 8192), -EINVAL);
+    assert_int_equal(p[0], 0x5a); /* nothing refused touched memory */
+    guest_mem_destroy(&mem);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -103,6 +154,7 @@ int main(void)
         cmocka_unit_test(test_large_ram_splits_around_hole),
         cmocka_unit_test(test_size_limits),
         cmocka_unit_test(test_write),
+        cmocka_unit_test(test_discard),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -63,7 +63,8 @@ static int setup(void **state)
 
     if (!c)
         return -1;
-    c->host = (struct dev_host){fake_set_irq, fake_exit, &c->fake};
+    c->host =
+        (struct dev_host){.set_irq = fake_set_irq, .request_exit = fake_exit, .opaque = &c->fake};
     c->uart = uart_create(&c->host, GSI, fake_out, &c->fake);
     if (!c->uart) {
         free(c);
@@ -456,9 +457,9 @@ static void test_concurrent_access(void **state)
 
 static void test_create(void **state)
 {
-    struct dev_host no_irq = {NULL, fake_exit, NULL};
+    struct dev_host no_irq = {.request_exit = fake_exit};
     struct fake f = {0};
-    struct dev_host host = {fake_set_irq, fake_exit, &f};
+    struct dev_host host = {.set_irq = fake_set_irq, .request_exit = fake_exit, .opaque = &f};
     struct uart *u = uart_create(&host, GSI, NULL, NULL);
     uint8_t v = 'a';
 

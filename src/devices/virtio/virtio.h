@@ -24,8 +24,13 @@
 
 /* ---- split virtqueue (virtq.c) ---------------------------------------------------------------
  * Pure code over struct guest_mem: every ring, descriptor and buffer address goes through
- * guest_mem_ptr(), so unit tests and the fuzzer drive it with a fake arena. */
+ * guest_mem_ptr(), so unit tests and the fuzzer drive it with a fake arena. What is checked, the
+ * memory-ordering rules and EVENT_IDX are described in docs/virtqueue.md. */
 #define VIRTQ_MAX_SIZE 256 /* the largest queue any kiln device offers (a power of two) */
+
+struct vring_desc;
+struct vring_avail;
+struct vring_used;
 
 struct virtq {
     /* Set by the transport from the driver's registers. */
@@ -36,16 +41,27 @@ struct virtq {
     bool indirect;  /* VIRTIO_F_INDIRECT_DESC negotiated */
     const struct guest_mem *mem;
 
-    /* Device-side state. */
+    /* Host pointers to the three rings, filled by a successful virtq_validate() (NULL before:
+     * virtq_pop() then refuses) so the hot path does no address look-ups. Guest RAM stays mapped
+     * for the VM's life, so they stay safe to use; they follow the gpa fields only through
+     * virtq_validate(), which the transport calls whenever the driver makes a queue ready. */
+    struct vring_desc *desc;
+    struct vring_avail *avail;
+    struct vring_used *used;
+
+    /* Device-side state (cleared by virtq_reset()). */
     uint16_t last_avail;     /* free-running index of the next available entry to take */
     uint16_t used_idx;       /* free-running index of the next used entry to fill */
-    uint16_t signalled_used; /* used_idx when the driver was last interrupted (EVENT_IDX) */
+    uint16_t signalled_used; /* used_idx at the last virtq_should_interrupt() (EVENT_IDX) */
     bool signalled_valid;
+    bool no_notify; /* virtq_set_notify(q, false) is in force */
 };
 
 /* One descriptor chain, resolved to host memory. Device-readable buffers (driver -> device) come
  * first in a chain, device-writable ones after; the walker refuses any other order, so a device
- * only ever writes through wr[] and can never write into a buffer the driver marked readable. */
+ * only ever writes through wr[] and can never write into a buffer the driver marked readable.
+ * Zero-length descriptors are skipped (no empty iovecs); rd_len + wr_len never exceeds
+ * UINT32_MAX. */
 struct virtq_chain {
     uint16_t head; /* descriptor index to hand back with virtq_push() */
     unsigned nrd, nwr;
@@ -54,24 +70,28 @@ struct virtq_chain {
     struct iovec wr[VIRTQ_MAX_SIZE];
 };
 
-/* Checks a queue the driver wants to enable: size a power of two within max_size, the three
- * rings inside guest RAM with the alignment virtio 1.2 section 2.7 requires. Returns 0, or
- * -EINVAL with the reason in why. */
-int virtq_validate(const struct virtq *q, uint16_t max_size, char *why, size_t whylen);
-/* Forgets all device-side state (the driver reset the device or the queue). */
+/* Checks a queue the driver wants to enable: size a power of two within max_size (at most
+ * VIRTQ_MAX_SIZE), the three rings (event-index fields included) inside guest RAM with the
+ * alignment virtio 1.2 section 2.7 requires. On success fills the host ring pointers and returns
+ * 0; else -EINVAL with the reason in why (the pointers are then NULL). */
+int virtq_validate(struct virtq *q, uint16_t max_size, char *why, size_t whylen);
+/* Forgets all device-side state (the driver reset the device or the queue): indices, interrupt
+ * and notification state. The ring pointers stay until the next virtq_validate(). */
 void virtq_reset(struct virtq *q);
 /* Takes the next available chain. Returns 1 with *chain filled, 0 when the ring is empty, or
  * -EINVAL when the driver broke the rules: a ring index that jumped more than the queue size, a
  * head or next index out of range, an address or length outside guest RAM or overflowing, a
  * loop, a chain longer than the queue, a readable buffer after a writable one, a nested or
- * malformed indirect table. why then says which; the caller fails the device. */
+ * malformed indirect table. why then says which; the caller fails the device. Also -EINVAL on a
+ * queue virtq_validate() has not accepted. Allocates nothing. */
 int virtq_pop(struct virtq *q, struct virtq_chain *chain, char *why, size_t whylen);
 /* True if the driver has made chains available that virtq_pop() has not taken. */
 bool virtq_has_work(const struct virtq *q);
-/* Returns a chain to the driver: `written` bytes were written into its writable buffers. */
+/* Returns a chain to the driver: `written` bytes were written into its writable buffers. The
+ * used index is published with release semantics, so the driver sees the element first. */
 void virtq_push(struct virtq *q, uint16_t head, uint32_t written);
-/* True if the driver wants an interrupt for the chains pushed since the previous call that
- * returned true (honours VIRTQ_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX). */
+/* True if the driver wants an interrupt for the chains pushed since the previous call (honours
+ * VRING_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX). Call once per batch of pushes. */
 bool virtq_should_interrupt(struct virtq *q);
 /* Asks the driver to notify (kick) the device for new chains, or not to bother while the device
  * is draining the queue anyway (used->flags, or avail_event with EVENT_IDX). After enabling,
@@ -101,10 +121,14 @@ struct virtio_dev_ops {
      * valid. Called with dev->lock held, on a vCPU thread: hand work to the event loop, do not
      * block. Return 0, or -errno to put the device into DEVICE_NEEDS_RESET. */
     int (*activate)(struct virtio_dev *dev);
-    /* The driver wrote 0 to Status (or the VM is ending): stop touching the queues, drop
-     * per-session state. Called with dev->lock held. May be NULL. */
+    /* The driver wrote 0 to Status: stop touching the queues, drop per-session state. Called
+     * with dev->lock held, after Status already reads 0 (so virtio_dev_running() is false) and
+     * before the transport resets the queues: it must wait until no thread of the device is
+     * still inside queue processing. The usual pattern is a device lock taken both here and
+     * around every processing pass, with virtio_dev_running() checked under it. May be NULL. */
     void (*reset)(struct virtio_dev *dev);
-    /* The driver notified queue `index` (event-loop thread, dev->lock NOT held). */
+    /* The driver notified queue `index` (event-loop thread, dev->lock NOT held). Not called
+     * unless virtio_dev_running(). */
     void (*notify)(struct virtio_dev *dev, unsigned index);
     /* Frees the device's private state (dev itself is freed by virtio_dev_destroy()). */
     void (*destroy)(struct virtio_dev *dev);
@@ -120,12 +144,14 @@ struct virtio_dev {
     uint16_t queue_max[VIRTIO_MAX_QUEUES];
     void *priv;
 
-    /* Owned by the transport. */
+    /* Owned by the transport. While the device is running (DRIVER_OK), the transport changes
+     * dev->queues[] only in a reset, after ops->reset returned; before DRIVER_OK the device must
+     * not touch them. */
     pthread_mutex_t lock; /* register state vs. vCPU threads */
     uint64_t acked;       /* features the driver accepted (final once FEATURES_OK is set) */
     _Atomic uint32_t status;
     _Atomic uint32_t isr; /* InterruptStatus: bit 0 used ring, bit 1 config change */
-    uint32_t config_generation;
+    _Atomic uint32_t config_generation;
     struct virtq queues[VIRTIO_MAX_QUEUES];
     _Atomic bool failed; /* DEVICE_NEEDS_RESET is set: no more queue processing until reset */
     const struct guest_mem *mem;
@@ -133,10 +159,27 @@ struct virtio_dev {
     const struct dev_host *host;
     uint64_t base; /* MMIO window, X86_VIRTIO_MMIO_SIZE bytes */
     uint32_t gsi;
-    int irq_fd;                           /* irqfd eventfd, -1 before attach */
-    int notify_fd[VIRTIO_MAX_QUEUES];     /* ioeventfd per queue, -1 before attach */
-    unsigned index;                       /* virtio-mmio slot number, for messages */
+    int irq_fd;                       /* irqfd eventfd; -1 before attach or without irqfd */
+    int notify_fd[VIRTIO_MAX_QUEUES]; /* notification eventfd per queue, -1 before attach */
+    unsigned index;                   /* virtio-mmio slot number, for messages */
+    /* Register state (under lock). */
+    uint32_t device_features_sel, driver_features_sel, queue_sel;
+    bool notify_by_write;       /* no ioeventfd: QueueNotify writes signal notify_fd[] themselves */
+    bool watching;              /* notify_fd[] are watched by loop */
+    _Atomic unsigned nfailures; /* sessions that failed, for rate-limiting the log */
+    struct virtio_qctx {
+        struct virtio_dev *dev;
+        unsigned index;
+    } qctx[VIRTIO_MAX_QUEUES]; /* event-loop callback contexts */
 };
+
+/* Features the transport offers for every device on top of dev->features (VERSION_1 is also
+ * required from the driver). */
+#define VIRTIO_TRANSPORT_FEATURES                                                                  \
+    ((1ULL << 32) /* VIRTIO_F_VERSION_1 */ | (1ULL << 29) /* VIRTIO_F_RING_EVENT_IDX */ |          \
+     (1ULL << 28) /* VIRTIO_F_INDIRECT_DESC */)
+/* The vendor id kiln's devices report ("KILN" little-endian). */
+#define VIRTIO_KILN_VENDOR_ID 0x4e4c494bU
 
 /* What a device needs from the VM, given to constructors and to the transport. */
 struct virtio_env {
@@ -158,7 +201,7 @@ void virtio_dev_notify_used(struct virtio_dev *dev, unsigned q);
 void virtio_dev_config_changed(struct virtio_dev *dev);
 /* The guest broke the protocol: logs the reason (once per device session, rate-limited), sets
  * DEVICE_NEEDS_RESET, raises a config interrupt, and stops queue processing until the driver
- * resets the device. The VMM and other devices carry on. Any thread. */
+ * resets the device. The VMM and other devices carry on. Any thread, dev->lock held or not. */
 void virtio_dev_fail(struct virtio_dev *dev, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 /* True once DRIVER_OK is set and the device has not failed: queue processing may run. */
@@ -217,8 +260,7 @@ struct virtio_blk_config {
     struct rate_limit_config limit;
 };
 struct virtio_dev *virtio_blk_create(const struct virtio_env *env,
-                                     const struct virtio_blk_config *cfg, char *err,
-                                     size_t errlen);
+                                     const struct virtio_blk_config *cfg, char *err, size_t errlen);
 
 /* vsock (virtio_vsock*.c): the hybrid model of shared/DESIGN.md and docs/vsock.md. The VMM
  * listens on uds_path; a host client connects and writes "CONNECT <port>\n"; a guest connecting
@@ -240,8 +282,9 @@ struct virtio_balloon_config {
 };
 struct virtio_balloon_stats {
     uint64_t target_pages, actual_pages;
-    uint64_t mem_free, mem_total, mem_available; /* bytes, from the guest's stats queue; 0 if none */
-    uint64_t stats_ns;                           /* when the stats were last updated, 0 = never */
+    uint64_t mem_free, mem_total,
+        mem_available; /* bytes, from the guest's stats queue; 0 if none */
+    uint64_t stats_ns; /* when the stats were last updated, 0 = never */
 };
 struct virtio_dev *virtio_balloon_create(const struct virtio_env *env,
                                          const struct virtio_balloon_config *cfg, char *err,
@@ -260,7 +303,6 @@ struct virtio_net_config {
     struct rate_limit_config rx_limit, tx_limit;
 };
 struct virtio_dev *virtio_net_create(const struct virtio_env *env,
-                                     const struct virtio_net_config *cfg, char *err,
-                                     size_t errlen);
+                                     const struct virtio_net_config *cfg, char *err, size_t errlen);
 
 #endif

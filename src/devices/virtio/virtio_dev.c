@@ -1,0 +1,113 @@
+/* virtio_dev.c: what every virtio device shares: allocation, interrupts, failure, teardown. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <linux/virtio_config.h>
+#include <linux/virtio_mmio.h>
+
+#include "lib/lib.h"
+#include "virtio.h"
+
+/* A guest that fails its device, resets it and fails it again must not flood the log. */
+#define FAIL_LOG_MAX 8
+
+struct virtio_dev *virtio_dev_alloc(void)
+{
+    struct virtio_dev *dev = calloc(1, sizeof(*dev));
+
+    if (!dev)
+        return NULL;
+    pthread_mutex_init(&dev->lock, NULL);
+    dev->irq_fd = -1;
+    for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++)
+        dev->notify_fd[i] = -1;
+    return dev;
+}
+
+void virtio_dev_destroy(struct virtio_dev *dev)
+{
+    if (!dev)
+        return;
+    /* The device first: its workers may still signal the irqfd until they are joined. */
+    if (dev->ops && dev->ops->destroy)
+        dev->ops->destroy(dev);
+    for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++) {
+        if (dev->notify_fd[i] < 0)
+            continue;
+        if (dev->watching && dev->loop)
+            evloop_del(dev->loop, dev->notify_fd[i]);
+        close(dev->notify_fd[i]);
+    }
+    if (dev->irq_fd >= 0)
+        close(dev->irq_fd);
+    pthread_mutex_destroy(&dev->lock);
+    free(dev);
+}
+
+/* Raises the device's interrupt line: through the irqfd (inside KVM, no exit), else a pulse on
+ * the edge-triggered GSI. */
+static void raise_irq(struct virtio_dev *dev)
+{
+    uint64_t one = 1;
+
+    if (dev->irq_fd >= 0) {
+        /* EAGAIN means the counter is saturated: an interrupt is pending anyway. */
+        if (write(dev->irq_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+            log_once(LOG_ERROR, "virtio-%s: cannot signal the irqfd", dev->name);
+        return;
+    }
+    if (dev->host && dev->host->set_irq) {
+        dev->host->set_irq(dev->host->opaque, dev->gsi, true);
+        dev->host->set_irq(dev->host->opaque, dev->gsi, false);
+    }
+}
+
+void virtio_dev_notify_used(struct virtio_dev *dev, unsigned q)
+{
+    if (q >= dev->nqueues || !virtq_should_interrupt(&dev->queues[q]))
+        return;
+    atomic_fetch_or(&dev->isr, VIRTIO_MMIO_INT_VRING);
+    raise_irq(dev);
+}
+
+void virtio_dev_config_changed(struct virtio_dev *dev)
+{
+    atomic_fetch_add(&dev->config_generation, 1);
+    atomic_fetch_or(&dev->isr, VIRTIO_MMIO_INT_CONFIG);
+    raise_irq(dev);
+}
+
+void virtio_dev_fail(struct virtio_dev *dev, const char *fmt, ...)
+{
+    char reason[256];
+    va_list ap;
+    unsigned n;
+
+    /* Only the first failure of a session counts; the driver must reset to get out of it. */
+    if (atomic_exchange(&dev->failed, true))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(reason, sizeof(reason), fmt, ap);
+    va_end(ap);
+    n = atomic_fetch_add(&dev->nfailures, 1);
+    if (n < FAIL_LOG_MAX)
+        log_warn("virtio-%s: %s; device needs reset", dev->name, reason);
+    else if (n == FAIL_LOG_MAX)
+        log_warn("virtio-%s: %s; device needs reset (further failures of this device are not "
+                 "logged)",
+                 dev->name, reason);
+    atomic_fetch_or(&dev->status, VIRTIO_CONFIG_S_NEEDS_RESET);
+    virtio_dev_config_changed(dev);
+}
+
+bool virtio_dev_running(const struct virtio_dev *dev)
+{
+    uint32_t status = atomic_load(&dev->status);
+
+    return (status & VIRTIO_CONFIG_S_DRIVER_OK) && !(status & VIRTIO_CONFIG_S_FAILED) &&
+           !atomic_load(&dev->failed);
+}
