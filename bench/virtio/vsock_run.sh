@@ -20,7 +20,7 @@ srv=$!
 hosts=$!
 G="vsock-test serve vsock:7001 count -n 1 & vsock-test serve vsock:7002 echo -n 1 &"
 G="$G vsock-test client vsock:2:7000 blast:$BYTES; wait"
-"$KILN" run --timeout 600 --mem 512M --kernel "$KERNEL" --initrd "$INITRD" --vsock "$V" \
+"$KILN" run --timeout "${VSOCKBENCH_VM_TIMEOUT:-600}" --mem 512M --kernel "$KERNEL" --initrd "$INITRD" --vsock "$V" \
     --append "quiet -- \"$G\"" >"$D/guest" 2>&1
 kiln_status=$?
 wait $hosts
@@ -55,7 +55,10 @@ printf '%-26s %14s %14s %8s %s\n' "guest->host MiB/s" "${k_g2h:-n/a}" "${p_g2h:-
 printf '%-26s %14s %14s %8s %s\n' "host->guest MiB/s" "${k_h2g:-n/a}" "${p_h2g:-n/a}" "$r_h2g" ">= 0.5"
 printf '%-26s %14s %14s %8s %s\n' "round trip median us" "${k_rr:-n/a}" "${p_rr:-n/a}" "$r_rr" ">= 0.5 (ceiling/kiln)"
 printf '%-26s %14s %14s\n' "round trip p90 us" "${k_rr90:-n/a}" "${p_rr90:-n/a}"
-[ "$kiln_status" = 0 ] || { echo "kiln exited $kiln_status:"; tail -n 20 "$D/guest"; }
+if [ "$kiln_status" != 0 ] || [ -z "$k_h2g" ] || [ -z "$k_rr" ]; then
+    echo "kiln exited $kiln_status; guest console, then the host-side clients:"
+    tail -n 20 "$D/guest" "$D/h2g" "$D/rr"
+fi
 echo "JSON {\"place\":\"$PLACE\",\"bytes\":$BYTES,\"rr_count\":$RR,\"rr_size\":64,\
 \"kiln\":{\"g2h_mibps\":$(orn "$k_g2h"),\"h2g_mibps\":$(orn "$k_h2g"),\"rr_median_us\":$(orn "$k_rr"),\"rr_p90_us\":$(orn "$k_rr90")},\
 \"plain_unix\":{\"g2h_mibps\":$(orn "$p_g2h"),\"h2g_mibps\":$(orn "$p_h2g"),\"rr_median_us\":$(orn "$p_rr"),\"rr_p90_us\":$(orn "$p_rr90")},\

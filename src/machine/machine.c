@@ -197,12 +197,6 @@ static int add_virtio(struct machine *m, const struct virtio_env *env, struct vi
     uint64_t base = X86_VIRTIO_MMIO_BASE + i * X86_VIRTIO_MMIO_SIZE;
     int ret;
 
-    if (!dev && errno == ENOSYS) {
-        /* A device this build does not have yet (a placeholder constructor): the VM can still
-         * boot without it. TODO: remove once every device has landed. */
-        log_warn("%s; continuing without it", err);
-        return 0;
-    }
     if (!dev) {
         log_error("%s", err);
         return -EINVAL;
@@ -307,9 +301,20 @@ static int setup_files(struct machine *m)
         return ret == -ENAMETOOLONG || ret == -EEXIST ? -EINVAL : ret == -EINVAL ? -EIO : ret;
     }
     ret = fsvc_attach(m->fsvc, m->loop);
-    if (ret < 0)
+    if (ret < 0) {
         log_error("machine: file service: cannot watch it: %s", strerror(-ret));
-    return ret == -EINVAL ? -EIO : ret;
+        return ret == -EINVAL ? -EIO : ret;
+    }
+    /* Tells the default /init that the service is there, so a VM without it never tries. */
+    const char *old = m->cmdline ? m->cmdline : cfg->cmdline ? cfg->cmdline : "";
+    size_t len = strlen(old) + sizeof(" " KILN_FS_CMDLINE_HINT) + 1;
+    char *cmdline = malloc(len);
+    if (!cmdline)
+        return -ENOMEM;
+    ret = machine_cmdline_insert(old, KILN_FS_CMDLINE_HINT, cmdline, len);
+    free(m->cmdline);
+    m->cmdline = cmdline;
+    return ret;
 }
 
 static const char *file_error(int err)

@@ -187,6 +187,26 @@ static void test_half_close_both_ways(void **state)
     close(lfd);
 }
 
+static void test_data_then_eof_in_one_edge(void **state)
+{
+    int lfd = -1, fd = guest_connect(108, 7008, 1 << 20, &lfd);
+    struct vsock_hdr h;
+    uint8_t buf[16];
+
+    (void)state;
+    /* Data and the EOF behind it arrive before the device looks: one edge for both. */
+    assert_int_equal(write(fd, "bye", 3), 3);
+    shutdown(fd, SHUT_WR);
+    poll_dev();
+    assert_true(rx_get(&h, buf));
+    assert_int_equal(h.op, VSOCK_OP_RW);
+    assert_memory_equal(buf, "bye", 3);
+    h = expect_pkt(VSOCK_OP_SHUTDOWN);
+    assert_int_equal(h.flags, VSOCK_SHUTDOWN_SEND);
+    close(fd);
+    close(lfd);
+}
+
 static void test_host_peer_vanishes(void **state)
 {
     int lfd = -1, fd = guest_connect(105, 7005, 1 << 20, &lfd);
@@ -288,6 +308,7 @@ int main(void)
         T(test_guest_to_host_stall_and_credit_update),
         T(test_guest_beyond_credit_is_reset),
         T(test_half_close_both_ways),
+        T(test_data_then_eof_in_one_edge),
         T(test_host_peer_vanishes),
         T(test_many_connections),
         T(test_one_interrupt_per_batch),

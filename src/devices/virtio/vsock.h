@@ -89,9 +89,10 @@ struct vsock_conn {
     uint32_t shut_send;      /* VSOCK_SHUTDOWN_* for the pending SHUTDOWN */
     bool readable, writable; /* edge-triggered readiness; cleared at EAGAIN or a short op */
     bool host_eof;           /* the host peer will send no more (read returned 0) */
-    bool host_wr_shut;       /* shutdown(SHUT_WR) done after the guest's SHUTDOWN(SEND) */
-    bool credit_requested;   /* CREDIT_REQUEST sent; cleared by the guest's next packet */
-    uint32_t guest_shut;     /* VSOCK_SHUTDOWN_* bits the guest sent */
+    bool host_hup;     /* EPOLLRDHUP/HUP seen: no later edge will announce the EOF behind data */
+    bool host_wr_shut; /* shutdown(SHUT_WR) done after the guest's SHUTDOWN(SEND) */
+    bool credit_requested; /* CREDIT_REQUEST sent; cleared by the guest's next packet */
+    uint32_t guest_shut;   /* VSOCK_SHUTDOWN_* bits the guest sent */
     /* guest -> host: credit we give */
     uint32_t rx_cnt;       /* payload bytes received from the guest */
     uint32_t fwd_cnt;      /* of those, bytes the host socket took */
@@ -151,6 +152,10 @@ void vsock_poll(struct virtio_dev *dev);
 /* Queues VSOCK_EVENT_TRANSPORT_RESET on the event queue (for snapshot restore; the
  * guest then drops all its connections). Returns 0, or -EAGAIN without an event buffer. */
 int vsock_send_transport_reset(struct virtio_dev *dev);
+/* True while queue processing may run: the driver is up and no failure is pending. */
+bool vsock_running(struct vsock_dev *vs);
+
+/* ---- vsock_rx.c ---- */
 /* Runs the rx pump: owed RSTs, control packets and host data into the guest's rx buffers. */
 void vsock_rx_pump(struct vsock_dev *vs);
 

@@ -406,6 +406,8 @@ void vsock_conn_event(struct vsock_conn *c, uint32_t events)
     }
     if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
         c->readable = true;
+    if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+        c->host_hup = true;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) {
         c->writable = true;
         if (c->buf_len && flush(c) < 0)
