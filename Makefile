@@ -78,6 +78,18 @@ all: unikernel-guests
 integration check: unikernel-guests
 # ---- end of unikernel guests -------------------------------------------------------------------
 
+# ---- kiln-agent as a host process (guest/agent, docs/agent-protocol.md) ------------------------
+# guest/build.sh builds the guest's static musl binary; this host build of the same sources runs
+# as a plain process under tests/unit/test_agent_host.c and test_agent_files.c (make unit, asan).
+AGENT_SRCS := $(wildcard guest/agent/*.c) src/sandbox/frame.c
+AGENT_DEPS := $(AGENT_SRCS) $(wildcard guest/agent/*.h) src/sandbox/frame.h include/kiln/agent.h
+$(BUILD)/agent/kiln-agent-host: $(AGENT_DEPS)
+	@mkdir -p $(dir $@)
+	$(CC) $(filter-out -MMD -MP,$(CFLAGS_BASE)) $(CFLAGS) $(EXTRA_CFLAGS) $(LDFLAGS) -o $@ $(AGENT_SRCS)
+unit-build: $(BUILD)/agent/kiln-agent-host
+$(BUILD)/guest/.stamp: $(AGENT_DEPS)
+# ---- end of kiln-agent -------------------------------------------------------------------------
+
 # ---- guest image, test bed, integration ------------------------------------------------------
 # The default guest image (kernel cached under ~/.cache/kiln by a hash of its inputs).
 guest: $(BUILD)/guest/.stamp

@@ -12,6 +12,7 @@ packages=(
     linux-source-6.1     # the default guest kernel's sources
     flex bison bc libelf-dev libssl-dev lz4 # what building that kernel needs
     busybox-static       # the guest's and the test bed's userland
+    musl-tools           # musl-gcc: the guest's static kiln-agent and kiln-fetch
     cpio xz-utils kmod zstd # initramfs packing, module handling
     acpica-tools         # iasl: the ACPI table test disassembles and recompiles our tables
     clang-format cppcheck # make lint (part of make check)

@@ -105,6 +105,8 @@ int exec_stdin(struct req *r, uint16_t flags, const uint8_t *p, uint32_t len);
 void exec_signal(struct req *r, int signo);
 void exec_resize(struct req *r, uint16_t rows, uint16_t cols);
 void exec_window(struct req *r, int stream, uint32_t bytes);
+/* The stdin watch's callback: the pipe has room again. */
+void exec_on_stdin_room(struct watch *w, uint32_t events);
 /* Producer step: reads output within credit and room, sends EXIT when everything is over. */
 void exec_pump(struct req *r);
 /* The process ended (from the reaper). */

@@ -65,6 +65,8 @@ static void __attribute__((noreturn)) child(const struct spawn *s)
             child_fail(s, "open /dev/null");
         if (dup2(in, 0) < 0 || dup2(s->fd_out, 1) < 0 || dup2(s->fd_err, 2) < 0)
             child_fail(s, "dup2");
+        if (in > 2 && in != s->fd_in)
+            close(in); /* /dev/null: not left open in the program */
     }
     umask(022);
     const struct kiln_agent_exec *h = &s->m->h;
@@ -73,9 +75,7 @@ static void __attribute__((noreturn)) child(const struct spawn *s)
     for (unsigned i = 0; i < h->envc; i++)
         if (putenv((char *)s->envp[i]) != 0)
             child_fail(s, "putenv");
-    snprintf(what, sizeof(what), "chdir %s", s->m->cwd);
-    if (chdir(s->m->cwd) < 0)
-        child_fail(s, what);
+    /* credentials first: the cwd must be reachable by the user, not by root */
     if (h->uid || h->gid) {
         if (setgroups(0, NULL) < 0)
             child_fail(s, "setgroups");
@@ -86,6 +86,9 @@ static void __attribute__((noreturn)) child(const struct spawn *s)
         if (setuid(h->uid) < 0)
             child_fail(s, what);
     }
+    snprintf(what, sizeof(what), "chdir %s", s->m->cwd);
+    if (chdir(s->m->cwd) < 0)
+        child_fail(s, what);
     snprintf(what, sizeof(what), "execve %s",
              h->flags & KILN_AGENT_EXEC_SHELL ? "/bin/sh" : s->argv[0]);
     if (h->flags & KILN_AGENT_EXEC_SHELL)
@@ -117,8 +120,6 @@ static void on_output(struct watch *w, uint32_t events)
     if (!r->done)
         exec_pump(r);
 }
-
-void exec_on_stdin_room(struct watch *w, uint32_t events);
 
 static int watch_fds(struct req *r)
 {

@@ -118,10 +118,18 @@ static int listen_unix(const char *path)
     return listen_on(fd, (struct sockaddr *)&a, sizeof(a), path);
 }
 
-/* READY to the host's vsock port; retried while the host is not listening yet. */
+/* READY to the host's vsock port, retried while the host is not listening yet. A child process
+ * does it so the agent serves at once (the reaper collects it as an orphan). */
 static void announce_ready(uint64_t kernel_us)
 {
     struct kiln_agent_ready ready = {.version = KILN_AGENT_VERSION, .kernel_us = kernel_us};
+    ready.agent_us = boottime_us();
+    pid_t pid = fork();
+    if (pid != 0) {
+        if (pid < 0)
+            agent_log("READY not sent: fork: %s", strerror(errno));
+        return;
+    }
     struct vsock_addr a = {
         .family = AF_VSOCK, .port = KILN_AGENT_READY_PORT, .cid = VSOCK_CID_HOST};
     uint8_t frame[AGENT_HDR_SIZE + sizeof(ready)];
@@ -130,13 +138,12 @@ static void announce_ready(uint64_t kernel_us)
         if (fd < 0)
             break;
         if (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0) {
-            ready.agent_us = boottime_us();
             agent_frame_build(frame, sizeof(frame), KILN_AGENT_READY, 0, 0, &ready, sizeof(ready),
                               NULL, 0);
             ssize_t n = write(fd, frame, sizeof(frame));
             close(fd);
             if (n == (ssize_t)sizeof(frame))
-                return;
+                _exit(0);
             break;
         }
         close(fd);
@@ -144,6 +151,7 @@ static void announce_ready(uint64_t kernel_us)
     }
     agent_log("READY not delivered over vsock (the host is not listening on port %d)",
               KILN_AGENT_READY_PORT);
+    _exit(1);
 }
 
 /* PID 1: /init mounted the file systems; the hostname and a usable environment are ours. */
@@ -203,8 +211,12 @@ int main(int argc, char **argv)
         }
     }
     bool pid1 = !unix_path && serve_fd < 0;
-    if (pid1)
+    if (pid1) {
         pid1_setup();
+        if (getpid() == 1)
+            dprintf(1, "kiln-agent: PID 1, started at %llu us of boot\n",
+                    (unsigned long long)kernel_us);
+    }
     /* Both the agent and host tests want the same defaults here. */
     setenv("PATH",
            getenv("PATH") ? getenv("PATH")
@@ -239,9 +251,8 @@ int main(int argc, char **argv)
     } else if (listen_vsock() == 0) {
         announce_ready(kernel_us);
     }
-    if (pid1) {
+    if (pid1) /* the serial fallback: the console says the agent serves */
         dprintf(1, "kiln-agent: READY\n");
-    }
     loop_run();
     if (!pid1)
         return 0;

@@ -124,7 +124,6 @@ static void drain_stdin(struct req *r)
         loop_set(&r->in, r->in_len ? EPOLLOUT : 0);
 }
 
-void exec_on_stdin_room(struct watch *w, uint32_t events);
 void exec_on_stdin_room(struct watch *w, uint32_t events)
 {
     (void)events;
