@@ -22,6 +22,11 @@ static const char usage_main[] =
     "  doctor    report what this host offers kiln and whether Linux guests can run here\n"
     "  unikernel run a freestanding ELF on kiln's hypercall ABI, without a kernel\n"
     "  ctl       control a running VM (pause, resume, state, metrics, memory, balloon, exit)\n"
+    "  exec      run a command in a sandbox (fresh, or a running one by name)\n"
+    "  shell     an interactive shell in a sandbox\n"
+    "  cp        copy a file between the host and a sandbox (NAME:/path)\n"
+    "  stop      stop a named sandbox or VM\n"
+    "  ls        list the running sandboxes and VMs\n"
     "  version   print the version\n"
     "  help      print this help (kiln COMMAND --help for a command's options)\n";
 
@@ -47,6 +52,8 @@ static const char usage_run[] =
     "  -v, --verbose      more log output (repeat for debug)\n"
     "  -q, --quiet        errors only\n"
     "  --name NAME        names the VM and its runtime directory (A-Z a-z 0-9 . _ -)\n"
+    "  --detach           run as a sandbox in the background: return (printing its name) once\n"
+    "                     the guest agent is READY; console in the runtime directory\n"
     "\n"
     "Devices (virtio-mmio; docs/virtio.md). The default image gets vsock and rng unless told\n"
     "otherwise; with --kernel only what is asked for.\n"
@@ -118,6 +125,8 @@ static int cmd_run(int argc, char **argv, uint64_t start_ns)
         fputs(usage_run, stdout);
         return 0;
     }
+    if (run.detach)
+        return cmd_run_detached(argc, argv, &run);
     log_set_level(run.verbosity < 0    ? LOG_ERROR
                   : run.verbosity == 0 ? LOG_WARN
                   : run.verbosity == 1 ? LOG_INFO
@@ -165,6 +174,16 @@ int main(int argc, char **argv)
         return cmd_unikernel(argc - 2, argv + 2, start_ns);
     if (!strcmp(cmd, "ctl"))
         return cmd_ctl(argc - 2, argv + 2);
+    if (!strcmp(cmd, "exec"))
+        return cmd_exec(argc - 2, argv + 2);
+    if (!strcmp(cmd, "shell"))
+        return cmd_shell(argc - 2, argv + 2);
+    if (!strcmp(cmd, "cp"))
+        return cmd_cp(argc - 2, argv + 2);
+    if (!strcmp(cmd, "stop"))
+        return cmd_stop(argc - 2, argv + 2);
+    if (!strcmp(cmd, "ls"))
+        return cmd_ls(argc - 2, argv + 2);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("kiln %s\n", KILN_VERSION);
         return 0;

@@ -120,14 +120,42 @@ fail:
     return err;
 }
 
-static int handshake(int fd)
+/* Message builders: each appends one request at m and returns its size. */
+static size_t msg_version(uint8_t *m)
 {
-    uint8_t m[16] = {0};
-
+    memset(m, 0, 16);
     put32(m, 16);
     m[4] = KILN_FS_MSG_VERSION_REQUEST;
     put32(m + 8, KILN_FS_VERSION);
-    if (io_all(fd, m, 16, 1) < 0 || io_all(fd, m, 16, 0) < 0)
+    return 16;
+}
+
+static size_t msg_info(uint8_t *m, const char *path, size_t len)
+{
+    memset(m, 0, 8);
+    put32(m, (uint32_t)(8 + len));
+    m[4] = KILN_FS_MSG_GET_FILE_INFO;
+    memcpy(m + 8, path, len);
+    return 8 + len;
+}
+
+static size_t msg_read(uint8_t *m, const char *path, size_t len, uint64_t off, uint32_t count)
+{
+    memset(m, 0, 24);
+    put32(m, (uint32_t)(24 + len));
+    m[4] = KILN_FS_MSG_READ_FILE;
+    put32(m + 8, count);
+    put32(m + 16, (uint32_t)off);
+    put32(m + 20, (uint32_t)(off >> 32));
+    memcpy(m + 24, path, len);
+    return 24 + len;
+}
+
+static int recv_version(int fd)
+{
+    uint8_t m[16];
+
+    if (io_all(fd, m, 16, 0) < 0)
         return fail(EXIT_NOSERVICE, "no answer to the version handshake%s%s", "", "");
     if (get32(m) != 16 || m[4] != KILN_FS_MSG_VERSION_RESPONSE)
         return fail(EXIT_ERR, "malformed VersionResponse%s%s", "", "");
@@ -142,19 +170,12 @@ static int status_exit(uint32_t st, const char *path)
     return fail(st == KILN_FS_NOT_FOUND ? EXIT_NOTFOUND : EXIT_REFUSED, "%s: %s", path, name);
 }
 
-/* GetFileInfo. Returns 0 with *is_dir and *size, or an exit code. */
-static int get_info(int fd, const char *path, int *is_dir, uint64_t *size)
+/* The GetFileInfoResponse. Returns 0 with *is_dir and *size, or an exit code. */
+static int recv_info(int fd, const char *path, int *is_dir, uint64_t *size)
 {
-    size_t len = strlen(path);
-    uint8_t m[24 + KILN_FS_MAX_PATH];
+    uint8_t m[24];
 
-    if (len > KILN_FS_MAX_PATH)
-        return fail(EXIT_USAGE, "%s: longer than %s bytes", path, "4096");
-    memset(m, 0, 8);
-    put32(m, (uint32_t)(8 + len));
-    m[4] = KILN_FS_MSG_GET_FILE_INFO;
-    memcpy(m + 8, path, len);
-    if (io_all(fd, m, 8 + len, 1) < 0 || io_all(fd, m, 24, 0) < 0)
+    if (io_all(fd, m, 24, 0) < 0)
         return fail(EXIT_ERR, "%s: the connection broke%s", path, "");
     if (get32(m) != 24 || m[4] != KILN_FS_MSG_GET_FILE_INFO_RESPONSE)
         return fail(EXIT_ERR, "%s: malformed GetFileInfoResponse%s", path, "");
@@ -167,24 +188,18 @@ static int get_info(int fd, const char *path, int *is_dir, uint64_t *size)
 
 static int send_read(int fd, const char *path, uint64_t off, uint32_t count)
 {
-    size_t len = strlen(path);
-    uint8_t m[24 + KILN_FS_MAX_PATH] = {0};
+    static uint8_t m[24 + KILN_FS_MAX_PATH];
 
-    put32(m, (uint32_t)(24 + len));
-    m[4] = KILN_FS_MSG_READ_FILE;
-    put32(m + 8, count);
-    put32(m + 16, (uint32_t)off);
-    put32(m + 20, (uint32_t)(off >> 32));
-    memcpy(m + 24, path, len);
-    return io_all(fd, m, 24 + len, 1);
+    return io_all(fd, m, msg_read(m, path, strlen(path), off, count), 1);
 }
 
 /* Copies the file to out in KILN_FS_MAX_READ chunks, WINDOW requests in flight. */
 static int copy(int fd, const char *path, uint64_t size, int out)
 {
     static uint8_t buf[KILN_FS_MAX_READ];
-    uint64_t sent = 0, done = 0;
-    unsigned inflight = 0;
+    /* The first ReadFile (offset 0, KILN_FS_MAX_READ) went out with the GetFileInfo. */
+    uint64_t sent = size < KILN_FS_MAX_READ ? size : KILN_FS_MAX_READ, done = 0;
+    unsigned inflight = 1;
     int eof = 0;
 
     while (done < size || inflight) {
@@ -233,6 +248,8 @@ int main(int argc, char **argv)
     int timeout_ms = 2000, opt, fd, ret, is_dir = 0, out = STDOUT_FILENO;
     const char *unix_path = NULL, *cmd, *path;
     uint64_t size = 0;
+    static uint8_t first[16 + 8 + 24 + 2 * KILN_FS_MAX_PATH];
+    size_t len;
 
     while ((opt = getopt(argc, argv, "qt:p:c:u:")) != -1) {
         switch (opt) {
@@ -263,10 +280,20 @@ int main(int argc, char **argv)
         return usage();
     if (!strcmp(cmd, "get") != (argc - optind == 3) || argc - optind > 3)
         return usage();
+    if (strlen(path) > KILN_FS_MAX_PATH)
+        return fail(EXIT_USAGE, "%s: longer than %s bytes", path, "4096");
     fd = dial(unix_path, cid, port, timeout_ms);
     if (fd < 0)
         return fail(EXIT_NOSERVICE, "cannot reach the file service: %s%s", strerror(-fd), "");
-    if ((ret = handshake(fd)) || (ret = get_info(fd, path, &is_dir, &size)))
+    /* One write, one round trip: VersionRequest, GetFileInfo and, to fetch, the first ReadFile
+     * (a file up to 64 KiB needs no more). The service answers them in order. */
+    len = msg_version(first);
+    len += msg_info(first + len, path, strlen(path));
+    if (strcmp(cmd, "stat"))
+        len += msg_read(first + len, path, strlen(path), 0, KILN_FS_MAX_READ);
+    if (io_all(fd, first, len, 1) < 0)
+        return fail(EXIT_NOSERVICE, "cannot reach the file service: %s%s", strerror(errno), "");
+    if ((ret = recv_version(fd)) || (ret = recv_info(fd, path, &is_dir, &size)))
         return ret;
     if (!strcmp(cmd, "stat")) {
         if (is_dir)

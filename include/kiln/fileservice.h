@@ -11,6 +11,9 @@
 #define KILN_FS_VERSION 1     /* the one version this header describes */
 #define KILN_FS_PORT    1026u /* host vsock port (the agent uses 1024 and 1025) */
 
+/* Put on the kernel command line when the service runs: the default /init only looks then. */
+#define KILN_FS_CMDLINE_HINT "kiln.files=1"
+
 #define KILN_FS_MAX_READ 65536u /* largest byte_count of a ReadFile */
 #define KILN_FS_MAX_PATH 4096u  /* longest path in bytes (no terminating NUL on the wire) */
 #define KILN_FS_MAX_NAME 255u   /* longest path component */

@@ -43,7 +43,7 @@ struct machine {
     struct virtio_dev *balloon; /* for BalloonAdjust; NULL without --balloon */
     struct vmctl *vmctl;        /* the control socket's view of the VM */
     struct ctl_server *ctl;
-    struct fsvc *fsvc; /* the read-only file service, or NULL */
+    struct fsvc *fsvc;   /* the read-only file service, or NULL */
     struct ready *ready; /* the guest agent's READY listener (with vsock), or NULL */
     struct virtio_dev *virtio[X86_MAX_VIRTIO];
     unsigned nvirtio;
