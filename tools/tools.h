@@ -19,4 +19,16 @@ int cmd_unikernel(int argc, char **argv, uint64_t start_ns);
  * 2 bad usage. */
 int cmd_ctl(int argc, char **argv);
 
+/* The sandbox commands (docs/sandbox.md): tools/exec.c, shell.c, cp.c, sandbox_cmds.c. exec and
+ * shell exit with the command's code (125/126/127: kiln, not executable, not found). */
+int cmd_exec(int argc, char **argv);
+int cmd_shell(int argc, char **argv);
+int cmd_cp(int argc, char **argv);
+int cmd_stop(int argc, char **argv);
+int cmd_ls(int argc, char **argv);
+struct cli_run;
+/* `kiln run --detach`: spawns `kiln run ... --ready-fd 3` in its own session and returns 0 once
+ * the guest agent is READY (printing the sandbox's name), else 1 with the reason. */
+int cmd_run_detached(int argc, char **argv, const struct cli_run *run);
+
 #endif

@@ -20,7 +20,7 @@ mkdir -p "$out"
 gcc -std=gnu11 -O2 -Wall -Wextra -Werror -static -o "$out/ukbench" bench/unikernel/ukbench.c -lm ||
     die "building the harness failed"
 QEMU_ARGS="-M microvm,x-option-roms=off,rtc=off,pit=off,pic=off -m 64M -nodefaults -no-user-config
- -nographic -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=4"
+ -nographic -serial stdio -device isa-debug-exit,iobase=0xf4,iosize=4 -no-reboot"
 log=$(mktemp "${TMPDIR:-/tmp}/ukbench.XXXXXX")
 trap 'rm -f "$log"' EXIT
 
@@ -53,7 +53,7 @@ if [ "${UKBENCH_TESTBED:-1}" != 0 ]; then
             ./ukbench -n $N --name 'kiln unikernel hello (test bed)' --stats /tmp/s.json \
                 -- ./kiln unikernel --stats /tmp/s.json hello.elf;
             ./ukbench -n $LN --name 'kiln run Linux to init (test bed)' --stats /tmp/r.json \
-                --marker KILN-BENCH-42 --expect 3 -- ./kiln run --stats /tmp/r.json \
+                --marker KILN-BENCH-42 --expect 3 --timeout 60 -- ./kiln run --stats /tmp/r.json \
                 --kernel guest/vmlinux --initrd guest/initramfs.cpio.gz \
                 --cmdline 'console=ttyS0 reboot=k panic=-1 io_delay=none quiet kiln.exit=reboot -- echo KILN-BENCH-\$((6*7))';
             ./ukbench -n $N --name 'QEMU microvm PVH hello (test bed KVM)' \

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
+#include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +79,8 @@ static double stats_setup_us(const char *path)
 }
 
 /* One run: start -> marker seen (or NAN), start -> exit; returns the exit code or -1. */
+static int run_timeout_s = 120;
+
 static int run_once(char **cmd, const char *marker, double *mark_ms, double *exit_ms)
 {
     posix_spawn_file_actions_t fa;
@@ -102,7 +106,17 @@ static int run_once(char **cmd, const char *marker, double *mark_ms, double *exi
     }
     posix_spawn_file_actions_destroy(&fa);
     close(pipefd[1]);
-    while ((n = read(pipefd[0], buf, sizeof(buf))) > 0) {
+    for (;;) {
+        struct pollfd p = {.fd = pipefd[0], .events = POLLIN};
+        int left = (int)(t0 + run_timeout_s * 1e3 - now_ms());
+
+        if (left <= 0 || poll(&p, 1, left) == 0) {
+            kill(pid, SIGKILL); /* a stuck run counts as a failure, not a hang */
+            break;
+        }
+        n = read(pipefd[0], buf, sizeof(buf));
+        if (n <= 0)
+            break;
         if (!marker || !isnan(*mark_ms))
             continue;
         /* keep a tail so a marker split across reads is still found */
@@ -131,6 +145,7 @@ int main(int argc, char **argv)
     int n = 30, want = 0, failures = 0, i;
     double s[3][3];
 
+    setvbuf(stdout, NULL, _IOLBF, 0); /* results arrive line by line through the test bed */
     for (i = 1; i < argc && strcmp(argv[i], "--"); i++) {
         if (!strcmp(argv[i], "-n") && i + 1 < argc)
             n = atoi(argv[++i]);
@@ -140,11 +155,13 @@ int main(int argc, char **argv)
             marker = argv[++i];
         else if (!strcmp(argv[i], "--stats") && i + 1 < argc)
             stats = argv[++i];
+        else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
+            run_timeout_s = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--expect") && i + 1 < argc)
             want = atoi(argv[++i]);
         else {
             fprintf(stderr, "usage: ukbench [-n N] [--name NAME] [--marker TEXT] [--stats FILE] "
-                            "[--expect CODE] -- COMMAND...\n");
+                            "[--expect CODE] [--timeout S] -- COMMAND...\n");
             return 2;
         }
     }
