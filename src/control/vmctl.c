@@ -270,23 +270,6 @@ static int register_irqfd(void *opaque, int *fd, uint32_t gsi)
     return keep_eventfd(vc, fd, h->add_irqfd(h->opaque, *fd, gsi));
 }
 
-/* Resident memory in KiB from /proc/self/status (guest RAM is the memfd: RssShmem). */
-static void read_rss(uint64_t kib[3])
-{
-    static const char *const keys[3] = {"RssAnon:", "RssFile:", "RssShmem:"};
-    char line[256];
-    FILE *f = fopen("/proc/self/status", "re");
-
-    kib[0] = kib[1] = kib[2] = 0;
-    if (!f)
-        return;
-    while (fgets(line, sizeof(line), f))
-        for (unsigned k = 0; k < 3; k++)
-            if (!strncmp(line, keys[k], strlen(keys[k])))
-                kib[k] = strtoull(line + strlen(keys[k]), NULL, 10);
-    fclose(f);
-}
-
 int vmctl_metrics_json(struct vmctl *vc, char *buf, size_t len)
 {
     struct vm *vm = vc->vm;
@@ -303,7 +286,7 @@ int vmctl_metrics_json(struct vmctl *vc, char *buf, size_t len)
     for (unsigned i = 0; i < vm->ncpus; i++)
         for (unsigned k = 0; k < VCPU_EXIT_KINDS; k++)
             totals[k] += atomic_load_explicit(&vm->vcpus[i].exits[k], memory_order_relaxed);
-    read_rss(rss);
+    proc_rss_kib(rss);
     get_state(vc, &state);
     EMIT("{\"version\":%d,\"state\":\"%s\",\"uptime_ns\":%llu,\"vcpus\":%u,\"exits\":{",
          KILN_CTL_VERSION, ctl_state_name(state),

@@ -75,6 +75,10 @@ int file_read_all(const char *path, size_t max_size, uint8_t **out, size_t *out_
  * *out_len 0. Returns 0 or -errno; release with file_unmap(). */
 int file_map(const char *path, size_t max_size, const uint8_t **out, size_t *out_len);
 void file_unmap(const uint8_t *map, size_t len);
+/* Resident memory of this process in KiB from one read of /proc/self/status: kib[0] anonymous,
+ * kib[1] file-backed, kib[2] shared (guest RAM is a memfd, so it is the shared part). Zeros when
+ * unknown. */
+void proc_rss_kib(uint64_t kib[3]);
 /* write() until done, retrying on EINTR. Returns 0 or -errno. */
 int write_all(int fd, const void *buf, size_t len);
 

@@ -2,6 +2,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -184,4 +185,20 @@ void file_unmap(const uint8_t *map, size_t len)
 {
     if (map && len)
         munmap((void *)map, len);
+}
+
+void proc_rss_kib(uint64_t kib[3])
+{
+    static const char *const keys[3] = {"RssAnon:", "RssFile:", "RssShmem:"};
+    char line[256];
+    FILE *f = fopen("/proc/self/status", "re");
+
+    kib[0] = kib[1] = kib[2] = 0;
+    if (!f)
+        return;
+    while (fgets(line, sizeof(line), f))
+        for (unsigned k = 0; k < 3; k++)
+            if (!strncmp(line, keys[k], strlen(keys[k])))
+                kib[k] = strtoull(line + strlen(keys[k]), NULL, 10);
+    fclose(f);
 }

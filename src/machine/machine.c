@@ -381,24 +381,6 @@ out:
     return ret;
 }
 
-/* Resident memory of this process in KiB, from one read of /proc/self/status: anonymous, file
- * and shared (guest RAM is the memfd, so it is the shared part). Zeros when unknown. */
-static void read_rss(uint64_t kib[3])
-{
-    static const char *const keys[3] = {"RssAnon:", "RssFile:", "RssShmem:"};
-    char line[256];
-    FILE *f = fopen("/proc/self/status", "re");
-
-    kib[0] = kib[1] = kib[2] = 0;
-    if (!f)
-        return;
-    while (fgets(line, sizeof(line), f))
-        for (unsigned k = 0; k < 3; k++)
-            if (!strncmp(line, keys[k], strlen(keys[k])))
-                kib[k] = strtoull(line + strlen(keys[k]), NULL, 10);
-    fclose(f);
-}
-
 static void write_stats(struct machine *m, int code)
 {
     uint64_t start = m->vm ? m->vm->start_ns : 0, first_run = m->vm ? m->vm->first_run_ns : 0;
@@ -407,7 +389,7 @@ static void write_stats(struct machine *m, int code)
 
     if (!m->cfg->stats_path)
         return;
-    read_rss(rss);
+    proc_rss_kib(rss);
     f = fopen(m->cfg->stats_path, "we");
     if (!f) {
         log_error("machine: cannot write --stats file %s: %s", m->cfg->stats_path, strerror(errno));
