@@ -282,6 +282,44 @@ static void test_one_interrupt_per_batch(void **state)
     close(lfd);
 }
 
+/* A tx completion's interrupt waits for the next rx one (one interrupt for both), or for
+ * VSOCK_TX_IRQ_DELAY_NS when no rx traffic comes; half a ring of them goes at once. */
+static void test_tx_interrupt_coalesced(void **state)
+{
+    int lfd = -1, fd = guest_connect(108, 7008, 1 << 20, &lfd);
+    uint64_t irqs = 0;
+    uint8_t b[64] = {0}, got[64];
+    struct vsock_hdr h = pkt(VSOCK_OP_RW, 108, 7008);
+    struct timespec ts = {0, 3 * VSOCK_TX_IRQ_DELAY_NS};
+
+    (void)state;
+    (void)!read(F->dev->irq_fd, &irqs, sizeof(irqs)); /* forget set-up interrupts */
+    tx(h, b, sizeof(b));
+    assert_int_equal(read_some(fd, got, sizeof(got)), sizeof(got));
+    assert_int_equal(read(F->dev->irq_fd, &irqs, sizeof(irqs)), -1); /* held back */
+    /* The host answers: one interrupt covers the rx packet and the tx completion. */
+    assert_int_equal(write(fd, b, sizeof(b)), sizeof(b));
+    poll_dev();
+    assert_int_equal(read(F->dev->irq_fd, &irqs, sizeof(irqs)), 8);
+    assert_int_equal(irqs, 1);
+    assert_int_equal(F->dev->queues[VSOCK_QUEUE_TX].signalled_used, used(1)->idx);
+    expect_pkt(VSOCK_OP_RW);
+    (void)!read(F->dev->irq_fd, &irqs, sizeof(irqs));
+    /* No answer: the timer lets it out. */
+    tx(h, b, sizeof(b));
+    assert_int_equal(read(F->dev->irq_fd, &irqs, sizeof(irqs)), -1);
+    nanosleep(&ts, NULL);
+    poll_dev();
+    assert_int_equal(read(F->dev->irq_fd, &irqs, sizeof(irqs)), 8);
+    assert_int_equal(F->dev->queues[VSOCK_QUEUE_TX].signalled_used, used(1)->idx);
+    /* Half the tx ring waiting: at once. */
+    for (unsigned i = 0; i < QS / 2; i++)
+        tx(h, b, sizeof(b));
+    assert_int_equal(read(F->dev->irq_fd, &irqs, sizeof(irqs)), 8);
+    close(fd);
+    close(lfd);
+}
+
 static void test_connect_timeout(void **state)
 {
     int fd = unix_connect(F->uds);
@@ -312,6 +350,7 @@ int main(void)
         T(test_host_peer_vanishes),
         T(test_many_connections),
         T(test_one_interrupt_per_batch),
+        T(test_tx_interrupt_coalesced),
         T(test_connect_timeout),
     };
     log_set_level(LOG_ERROR);

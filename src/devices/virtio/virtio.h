@@ -171,10 +171,19 @@ struct virtio_dev {
         struct virtio_dev *dev;
         unsigned index;
     } qctx[VIRTIO_MAX_QUEUES]; /* event-loop callback contexts */
+    /* Transport features withheld from the offer (set at attach: KILN_VIRTIO_NO_EVENT_IDX). */
+    uint64_t withheld;
+    /* Counters for benchmarks, logged at -v when the device is destroyed: notifications the
+     * driver sent per queue (ioeventfd counts), event-loop wake-ups they caused, interrupts
+     * raised, and used-buffer signals the driver's suppression made unnecessary. */
+    _Atomic uint64_t stat_kicks[VIRTIO_MAX_QUEUES], stat_wakeups[VIRTIO_MAX_QUEUES];
+    _Atomic uint64_t stat_irqs, stat_irqs_suppressed;
+    bool stat_event_idx; /* EVENT_IDX was negotiated in some session */
 };
 
 /* Features the transport offers for every device on top of dev->features (VERSION_1 is also
- * required from the driver). */
+ * required from the driver). The environment variable KILN_VIRTIO_NO_EVENT_IDX=1, read once at
+ * attach, withholds EVENT_IDX: a benchmarking knob (docs/virtio.md), not an option. */
 #define VIRTIO_TRANSPORT_FEATURES                                                                  \
     ((1ULL << 32) /* VIRTIO_F_VERSION_1 */ | (1ULL << 29) /* VIRTIO_F_RING_EVENT_IDX */ |          \
      (1ULL << 28) /* VIRTIO_F_INDIRECT_DESC */)
@@ -197,6 +206,9 @@ void virtio_dev_destroy(struct virtio_dev *dev);
 /* Signals "used buffers" for queue q if virtq_should_interrupt() says the driver wants it. Any
  * thread. */
 void virtio_dev_notify_used(struct virtio_dev *dev, unsigned q);
+/* The same for every queue whose bit is set in `mask`, with at most one interrupt for all of
+ * them (the driver's handler looks at every queue). Any thread. */
+void virtio_dev_notify_used_mask(struct virtio_dev *dev, unsigned mask);
 /* Signals a configuration change (the device changed its config space). Any thread. */
 void virtio_dev_config_changed(struct virtio_dev *dev);
 /* The guest broke the protocol: logs the reason (once per device session, rate-limited), sets

@@ -8,6 +8,7 @@
 
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
+#include <linux/virtio_ring.h>
 
 #include "lib/lib.h"
 #include "virtio.h"
@@ -28,10 +29,35 @@ struct virtio_dev *virtio_dev_alloc(void)
     return dev;
 }
 
+/* The transport's counters at -v, for benchmarks (docs/virtio.md): a device that never ran
+ * (no kicks, no interrupts) says nothing. */
+static void log_stats(const struct virtio_dev *dev)
+{
+    char q[160];
+    size_t len = 0;
+    uint64_t any = atomic_load(&dev->stat_irqs) + atomic_load(&dev->stat_irqs_suppressed);
+
+    q[0] = '\0';
+    for (unsigned i = 0; i < dev->nqueues && i < VIRTIO_MAX_QUEUES; i++) {
+        uint64_t k = atomic_load(&dev->stat_kicks[i]), w = atomic_load(&dev->stat_wakeups[i]);
+        int n = snprintf(q + len, sizeof(q) - len, " q%u=%llu/%llu", i, (unsigned long long)k,
+                         (unsigned long long)w);
+        if (n > 0 && (size_t)n < sizeof(q) - len)
+            len += (size_t)n;
+        any += k;
+    }
+    if (!any)
+        return;
+    log_info("virtio-%s: stats event_idx=%d kicks/wakeups%s irqs=%llu suppressed=%llu", dev->name,
+             dev->stat_event_idx, q, (unsigned long long)atomic_load(&dev->stat_irqs),
+             (unsigned long long)atomic_load(&dev->stat_irqs_suppressed));
+}
+
 void virtio_dev_destroy(struct virtio_dev *dev)
 {
     if (!dev)
         return;
+    log_stats(dev);
     /* The device first: its workers may still signal the irqfd until they are joined. */
     if (dev->ops && dev->ops->destroy)
         dev->ops->destroy(dev);
@@ -54,6 +80,7 @@ static void raise_irq(struct virtio_dev *dev)
 {
     uint64_t one = 1;
 
+    atomic_fetch_add_explicit(&dev->stat_irqs, 1, memory_order_relaxed);
     if (dev->irq_fd >= 0) {
         /* EAGAIN means the counter is saturated: an interrupt is pending anyway. */
         if (write(dev->irq_fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
@@ -66,12 +93,36 @@ static void raise_irq(struct virtio_dev *dev)
     }
 }
 
-void virtio_dev_notify_used(struct virtio_dev *dev, unsigned q)
+/* True if queue q's driver wants an interrupt for what was pushed since the last check. */
+static bool wants_interrupt(struct virtio_dev *dev, unsigned q)
 {
-    if (q >= dev->nqueues || !virtq_should_interrupt(&dev->queues[q]))
+    struct virtq *vq = &dev->queues[q];
+    bool pushed = vq->used_idx != vq->signalled_used;
+
+    if (virtq_should_interrupt(vq))
+        return true;
+    if (pushed)
+        atomic_fetch_add_explicit(&dev->stat_irqs_suppressed, 1, memory_order_relaxed);
+    return false;
+}
+
+void virtio_dev_notify_used_mask(struct virtio_dev *dev, unsigned mask)
+{
+    bool any = false;
+
+    for (unsigned q = 0; q < dev->nqueues; q++)
+        if (mask & (1u << q))
+            any |= wants_interrupt(dev, q);
+    if (!any)
         return;
     atomic_fetch_or(&dev->isr, VIRTIO_MMIO_INT_VRING);
     raise_irq(dev);
+}
+
+void virtio_dev_notify_used(struct virtio_dev *dev, unsigned q)
+{
+    if (q < dev->nqueues)
+        virtio_dev_notify_used_mask(dev, 1u << q);
 }
 
 void virtio_dev_config_changed(struct virtio_dev *dev)

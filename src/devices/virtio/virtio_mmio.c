@@ -2,6 +2,7 @@
  * machine, queue set-up, notifications (ioeventfd) and interrupts (irqfd). docs/virtio.md. */
 #include <errno.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -25,7 +26,17 @@
 
 static uint64_t offered(const struct virtio_dev *dev)
 {
-    return (dev->features | VIRTIO_TRANSPORT_FEATURES) & ~(1ULL << VIRTIO_F_ACCESS_PLATFORM);
+    return (dev->features | VIRTIO_TRANSPORT_FEATURES) &
+           ~((1ULL << VIRTIO_F_ACCESS_PLATFORM) | dev->withheld);
+}
+
+/* KILN_VIRTIO_NO_EVENT_IDX=1 (any value but "" or "0"): offer no EVENT_IDX, so benchmarks can
+ * compare both in one build. Read at attach, on the thread that builds the VM. */
+static uint64_t withheld_features(void)
+{
+    const char *v = getenv("KILN_VIRTIO_NO_EVENT_IDX");
+
+    return v && v[0] && strcmp(v, "0") ? 1ULL << VIRTIO_RING_F_EVENT_IDX : 0;
 }
 
 /* The driver-set fields of a queue back to their reset values. */
@@ -73,6 +84,8 @@ static void negotiate_features(struct virtio_dev *dev, uint32_t *status)
         *status &= ~(uint32_t)VIRTIO_CONFIG_S_FEATURES_OK;
         return;
     }
+    if (dev->acked & (1ULL << VIRTIO_RING_F_EVENT_IDX))
+        dev->stat_event_idx = true;
     for (unsigned i = 0; i < dev->nqueues; i++) {
         dev->queues[i].event_idx = dev->acked & (1ULL << VIRTIO_RING_F_EVENT_IDX);
         dev->queues[i].indirect = dev->acked & (1ULL << VIRTIO_RING_F_INDIRECT_DESC);
@@ -344,6 +357,8 @@ static void on_notify(void *opaque, uint32_t events)
     (void)events;
     if (read(dev->notify_fd[ctx->index], &count, sizeof(count)) != sizeof(count))
         return;
+    atomic_fetch_add_explicit(&dev->stat_kicks[ctx->index], count, memory_order_relaxed);
+    atomic_fetch_add_explicit(&dev->stat_wakeups[ctx->index], 1, memory_order_relaxed);
     if (virtio_dev_running(dev) && dev->ops->notify)
         dev->ops->notify(dev, ctx->index);
 }
@@ -400,6 +415,10 @@ int virtio_mmio_attach(struct virtio_dev *dev, const struct virtio_env *env, uns
     dev->index = index;
     dev->base = base;
     dev->gsi = gsi;
+    dev->withheld = withheld_features();
+    if (dev->withheld)
+        log_info("virtio-%s: VIRTIO_F_RING_EVENT_IDX not offered (KILN_VIRTIO_NO_EVENT_IDX)",
+                 dev->name);
     for (unsigned i = 0; i < dev->nqueues; i++)
         queue_clear(dev, i);
     ret = setup_irq(dev);

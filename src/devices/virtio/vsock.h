@@ -57,6 +57,8 @@ enum {
 #define VSOCK_PORT_MIN           1024 /* first local port for host-initiated connections */
 #define VSOCK_LINE_MAX           32   /* "CONNECT 4294967295\n" fits */
 #define VSOCK_CONNECT_TIMEOUT_NS (2ULL * 1000 * 1000 * 1000)
+/* Longest a tx completion waits for an rx interrupt to ride on (docs/vsock.md, "Interrupts"). */
+#define VSOCK_TX_IRQ_DELAY_NS (1000 * 1000)
 
 enum vsock_state {
     VSOCK_LINE,        /* host client accepted; its "CONNECT <port>\n" not read yet */
@@ -118,7 +120,11 @@ struct vsock_dev {
     char uds_path[108];
     int listen_fd, epfd, timer_fd;
     bool timer_armed;
-    char listen_tag, timer_tag; /* epoll data.ptr markers */
+    char listen_tag, timer_tag, txirq_tag; /* epoll data.ptr markers */
+    /* Tx completions whose interrupt is held back for the next rx interrupt, or until the
+     * one-shot txirq_fd fires (VSOCK_TX_IRQ_DELAY_NS). */
+    int txirq_fd;
+    bool tx_irq_owed, tx_irq_due, txirq_armed;
 
     struct vsock_conn *table[VSOCK_HASH_SIZE];
     unsigned nconns; /* all connections including VSOCK_LINE ones */
@@ -139,6 +145,7 @@ struct vsock_dev {
     unsigned log_count, log_dropped;
     /* counters, for tests and docs */
     uint64_t stat_rx_pkts, stat_tx_pkts, stat_rx_reads;
+    uint64_t stat_tx_ops[8]; /* guest packets by op (0: unknown) */
 };
 
 /* ---- virtio_vsock.c ---- */
