@@ -80,14 +80,14 @@ struct kiln_ready_info {
 };
 
 struct kiln_sandbox_config {
-    const char *name;        /* NULL: "sbx-<pid>-<n>"; names the runtime directory */
-    const char *kernel;      /* NULL: the default guest image */
-    const char *initrd;      /* NULL: the default image's initramfs */
-    unsigned cpus;           /* 0: 1 */
-    uint64_t mem_bytes;      /* 0: 256 MiB */
-    const char *append;      /* more kernel command-line words (before the agent's) or NULL */
-    const char *console;     /* guest console log; NULL: console.log in the runtime directory */
-    const char *kiln_bin;    /* the kiln binary; NULL: $KILN_BIN, else kiln beside this program */
+    const char *name;     /* NULL: "sbx-<pid>-<n>"; names the runtime directory */
+    const char *kernel;   /* NULL: the default guest image */
+    const char *initrd;   /* NULL: the default image's initramfs */
+    unsigned cpus;        /* 0: 1 */
+    uint64_t mem_bytes;   /* 0: 256 MiB */
+    const char *append;   /* more kernel command-line words (before the agent's) or NULL */
+    const char *console;  /* guest console log; NULL: console.log in the runtime directory */
+    const char *kiln_bin; /* the kiln binary; NULL: $KILN_BIN, else kiln beside this program */
     const char *const *vmm_args; /* more `kiln run` options, NULL-terminated, or NULL */
     unsigned ready_timeout_ms;   /* 0: KILN_SANDBOX_READY_TIMEOUT_MS */
 };
@@ -129,13 +129,13 @@ struct kiln_exec_opts {
     bool stdin_stream;       /* kiln_exec_start: stdin comes from kiln_exec_write_stdin() */
     const void *stdin_data;  /* kiln_exec: bytes fed to stdin (then EOF); NULL: /dev/null */
     size_t stdin_len;
-    size_t max_output;       /* kiln_exec: bytes kept per stream, 0: 64 MiB; more is dropped */
+    size_t max_output; /* kiln_exec: bytes kept per stream, 0: 64 MiB; more is dropped */
 };
 
 struct kiln_exec_status {
-    int exit_code;   /* the exit status; 128 + signal when killed (like a shell) */
-    int signal;      /* the signal that ended it, or 0 */
-    bool timed_out;  /* killed because timeout_ms expired */
+    int exit_code;  /* the exit status; 128 + signal when killed (like a shell) */
+    int signal;     /* the signal that ended it, or 0 */
+    bool timed_out; /* killed because timeout_ms expired */
     uint64_t runtime_us;
 };
 
@@ -183,10 +183,10 @@ void kiln_exec_free(kiln_process *ex);
 
 /* ---- files (absolute guest paths) ---- */
 struct kiln_file_opts {
-    uint32_t mode;  /* new files: permission bits (0: 0644) */
-    bool mkdirs;    /* create missing parent directories */
-    bool append;    /* append instead of truncating */
-    bool chown;     /* set uid/gid */
+    uint32_t mode; /* new files: permission bits (0: 0644) */
+    bool mkdirs;   /* create missing parent directories */
+    bool append;   /* append instead of truncating */
+    bool chown;    /* set uid/gid */
     uint32_t uid, gid;
 };
 struct kiln_stat {
@@ -214,8 +214,7 @@ int kiln_file_read(kiln_sandbox *sb, const char *path, uint8_t **data, size_t *l
 int kiln_file_read_fd(kiln_sandbox *sb, const char *path, int fd, uint64_t *written);
 int kiln_file_stat(kiln_sandbox *sb, const char *path, struct kiln_stat *st);
 /* A directory's entries (without . and ..); free with kiln_file_list_free(). */
-int kiln_file_list(kiln_sandbox *sb, const char *path, struct kiln_dirent **entries,
-                   size_t *count);
+int kiln_file_list(kiln_sandbox *sb, const char *path, struct kiln_dirent **entries, size_t *count);
 void kiln_file_list_free(struct kiln_dirent *entries, size_t count);
 int kiln_file_mkdir(kiln_sandbox *sb, const char *path, uint32_t mode, bool parents);
 int kiln_file_remove(kiln_sandbox *sb, const char *path, bool recursive);

@@ -355,8 +355,9 @@ static int finish(struct cli_run *out, char *err, size_t errlen)
         return -EINVAL;
     }
     if ((out->detach || cfg->ready_fd) && !cfg->vsock) {
-        snprintf(err, errlen, "--detach waits for the guest agent over vsock: add --vsock PATH "
-                              "(or drop --no-vsock)");
+        snprintf(err, errlen,
+                 "--detach waits for the guest agent over vsock: add --vsock PATH "
+                 "(or drop --no-vsock)");
         return -EINVAL;
     }
     if (cfg->vsock_cid && !cfg->vsock) {

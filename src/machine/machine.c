@@ -91,7 +91,7 @@ static void on_poll(void *opaque, uint32_t events)
     if (m->console)
         console_tick(m->console);
     /* Two rounds in a row, so that no vCPU could have been woken between two observations. */
-    m->stopped_rounds = vcpus_poll_stopped(m->vm) ? m->stopped_rounds + 1 : 0;
+    m->stopped_rounds = vcpus_poll_stopped(m->vm, POLL_PERIOD_NS) ? m->stopped_rounds + 1 : 0;
     if (m->stopped_rounds >= 2) {
         log_info("machine: every vCPU halted with interrupts off: the guest has stopped");
         vm_request_exit(m->vm, VM_EXIT_POWEROFF);

@@ -61,9 +61,8 @@ static void got_ready(struct ready *r, const struct kiln_agent_ready *info)
              "ready at %.1f ms of guest time)",
              (double)r->vmm_us / 1e3, (double)info->kernel_us / 1e3, (double)info->agent_us / 1e3);
     if (r->notify_fd > 0) {
-        snprintf(line, sizeof(line), "READY %llu %llu %llu\n",
-                 (unsigned long long)info->kernel_us, (unsigned long long)info->agent_us,
-                 (unsigned long long)r->vmm_us);
+        snprintf(line, sizeof(line), "READY %llu %llu %llu\n", (unsigned long long)info->kernel_us,
+                 (unsigned long long)info->agent_us, (unsigned long long)r->vmm_us);
         if (write_all(r->notify_fd, line, strlen(line)) < 0)
             log_warn("ready: cannot tell the parent process: %s", strerror(errno));
         close(r->notify_fd);
@@ -85,8 +84,10 @@ static void on_client(void *opaque, uint32_t events)
         return;
     if (n <= 0) {
         if (c->have)
-            log_once(LOG_WARN, "ready: the guest closed its READY connection after %zu of %zu "
-                               "bytes", c->have, (size_t)READY_FRAME);
+            log_once(LOG_WARN,
+                     "ready: the guest closed its READY connection after %zu of %zu "
+                     "bytes",
+                     c->have, (size_t)READY_FRAME);
         client_close(c);
         return;
     }
@@ -139,10 +140,10 @@ struct ready *ready_create(struct evloop *loop, const char *vsock_path, int noti
     r->start_ns = start_ns;
     for (unsigned i = 0; i < READY_CLIENTS; i++)
         r->clients[i] = (struct ready_client){.r = r, .fd = -1};
-    if (snprintf(r->path, sizeof(r->path), "%s_%u", vsock_path, KILN_AGENT_READY_PORT) >=
+    if (snprintf(r->path, sizeof(r->path), "%s_%d", vsock_path, KILN_AGENT_READY_PORT) >=
             (int)sizeof(sa.sun_path) ||
         strlen(r->path) >= sizeof(r->path)) {
-        log_error("ready: socket path %s_%u is too long", vsock_path, KILN_AGENT_READY_PORT);
+        log_error("ready: socket path %s_%d is too long", vsock_path, KILN_AGENT_READY_PORT);
         ret = -ENAMETOOLONG;
         goto fail;
     }

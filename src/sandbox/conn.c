@@ -15,53 +15,28 @@
 #include <unistd.h>
 
 #include "lib/lib.h"
-#include "sandbox.h"
+#include "conn.h"
 
 #define READ_BUF (2 * AGENT_FRAME_MAX)
-
-struct agent_req {
-    struct agent_conn *c;
-    struct agent_req *next; /* c->reqs */
-    uint32_t id;
-    pthread_cond_t cond;
-    struct agent_msg *head, *tail;
-    size_t queued;                        /* bytes of credit-less frames queued */
-    uint32_t recv_credit[AGENT_STREAMS];  /* what the agent may still send per stream */
-    uint32_t consumed[AGENT_STREAMS];     /* released since our last WINDOW */
-    bool recv_end[AGENT_STREAMS];         /* the agent ended that stream */
-    uint64_t send_credit[AGENT_STREAMS];  /* what we may still send per stream */
-    bool cancelled;                       /* writers give up: the request is over */
-    bool answered;                        /* ERROR, EXIT or OK arrived: writers give up */
-};
-
-struct agent_conn {
-    int fd;
-    pthread_t reader;
-    pthread_mutex_t lock;  /* the request list, every request's state, dead/msg */
-    pthread_mutex_t wlock; /* one frame at a time on the socket */
-    pthread_mutex_t ping_lock;
-    struct agent_req *reqs;
-    struct agent_req *ping; /* the PING in flight (id 0), or NULL */
-    uint32_t next_id;
-    uint32_t max_payload;
-    int dead; /* 0, or the -errno every waiter gets */
-    char msg[AGENT_ERR_MAX];
-};
 
 uint64_t agent_deadline(unsigned timeout_ms)
 {
     return timeout_ms ? time_now_ns() + (uint64_t)timeout_ms * 1000000ULL : 0;
 }
 
-/* Stream index of a data frame type (or a WINDOW's stream field), -1 for anything else. */
-static int stream_index(uint32_t type)
+int conn_stream_index(uint32_t type)
 {
     switch (type) {
-    case KILN_AGENT_STDIN: return 0;
-    case KILN_AGENT_STDOUT: return 1;
-    case KILN_AGENT_STDERR: return 2;
-    case KILN_AGENT_FILE_DATA: return 3;
-    default: return -1;
+    case KILN_AGENT_STDIN:
+        return 0;
+    case KILN_AGENT_STDOUT:
+        return 1;
+    case KILN_AGENT_STDERR:
+        return 2;
+    case KILN_AGENT_FILE_DATA:
+        return 3;
+    default:
+        return -1;
     }
 }
 
@@ -109,9 +84,8 @@ uint32_t agent_conn_max_payload(const struct agent_conn *c)
     return c->max_payload;
 }
 
-/* Writes one frame: header, then a and b, whole (short writes continued). */
-static int send_frame(struct agent_conn *c, uint16_t type, uint16_t flags, uint32_t id,
-                      const void *a, size_t alen, const void *b, size_t blen)
+int conn_send_frame(struct agent_conn *c, uint16_t type, uint16_t flags, uint32_t id, const void *a,
+                    size_t alen, const void *b, size_t blen)
 {
     uint8_t hdr[AGENT_HDR_SIZE];
     struct iovec iov[3] = {{hdr, sizeof(hdr)}, {(void *)a, alen}, {(void *)b, blen}};
@@ -123,8 +97,8 @@ static int send_frame(struct agent_conn *c, uint16_t type, uint16_t flags, uint3
     agent_hdr_encode(hdr, type, flags, id, (uint32_t)(alen + blen));
     pthread_mutex_lock(&c->wlock);
     while (n > 0) {
-        ssize_t w = sendmsg(c->fd, &(struct msghdr){.msg_iov = v, .msg_iovlen = (size_t)n},
-                            MSG_NOSIGNAL);
+        ssize_t w =
+            sendmsg(c->fd, &(struct msghdr){.msg_iov = v, .msg_iovlen = (size_t)n}, MSG_NOSIGNAL);
         if (w < 0 && errno == EINTR)
             continue;
         if (w < 0) {
@@ -171,13 +145,20 @@ static int check_payload(const struct kiln_agent_hdr *h, const uint8_t *p)
     size_t tlen;
 
     switch (h->type) {
-    case KILN_AGENT_ERROR: return agent_parse_error(p, h->len, &e, &text, &tlen);
-    case KILN_AGENT_STARTED: return agent_parse_started(p, h->len, &s);
-    case KILN_AGENT_EXIT: return agent_parse_exit(p, h->len, &x);
-    case KILN_AGENT_STAT_RESULT: return agent_parse_stat(p, h->len, &st);
-    case KILN_AGENT_LIST_ENTRY: return agent_parse_list_entry(p, h->len, &st, &text);
-    case KILN_AGENT_OK: return h->len ? KILN_AGENT_E_PROTOCOL : 0;
-    default: return 0;
+    case KILN_AGENT_ERROR:
+        return agent_parse_error(p, h->len, &e, &text, &tlen);
+    case KILN_AGENT_STARTED:
+        return agent_parse_started(p, h->len, &s);
+    case KILN_AGENT_EXIT:
+        return agent_parse_exit(p, h->len, &x);
+    case KILN_AGENT_STAT_RESULT:
+        return agent_parse_stat(p, h->len, &st);
+    case KILN_AGENT_LIST_ENTRY:
+        return agent_parse_list_entry(p, h->len, &st, &text);
+    case KILN_AGENT_OK:
+        return h->len ? KILN_AGENT_E_PROTOCOL : 0;
+    default:
+        return 0;
     }
 }
 
@@ -185,7 +166,7 @@ static int queue(struct agent_conn *c, struct agent_req *r, const struct kiln_ag
                  const uint8_t *p)
 {
     struct agent_msg *m = malloc(sizeof(*m) + h->len);
-    int s = stream_index(h->type);
+    int s = conn_stream_index(h->type);
 
     if (!m) {
         fail_locked(c, -ENOMEM, "agent connection: out of memory");
@@ -195,8 +176,9 @@ static int queue(struct agent_conn *c, struct agent_req *r, const struct kiln_ag
         r->queued += sizeof(*m) + h->len;
         if (r->queued > AGENT_QUEUE_MAX) {
             free(m);
-            fail_locked(c, -EPROTO, "agent protocol: more than 16 MiB of frames queued for one "
-                                    "request that is not being read");
+            fail_locked(c, -EPROTO,
+                        "agent protocol: more than 16 MiB of frames queued for one "
+                        "request that is not being read");
             return -EPROTO;
         }
     }
@@ -243,7 +225,7 @@ static int dispatch(struct agent_conn *c, const struct kiln_agent_hdr *h, const 
     case KILN_AGENT_WINDOW:
         if (agent_parse_window(p, h->len, &w) != 0)
             return protocol(c, "malformed WINDOW for request %u", h->id);
-        s = stream_index(w.stream);
+        s = conn_stream_index(w.stream);
         if (s != 0 && s != 3)
             return protocol(c, "WINDOW for stream %u, which the agent does not receive", w.stream);
         r = find_req(c, h->id);
@@ -264,8 +246,10 @@ static int dispatch(struct agent_conn *c, const struct kiln_agent_hdr *h, const 
     case KILN_AGENT_FILE_DATA:
     case KILN_AGENT_STAT_RESULT:
     case KILN_AGENT_LIST_ENTRY:
-    case KILN_AGENT_OK: break;
-    default: return protocol(c, "the agent sent a %s frame (type %u)", name, h->type);
+    case KILN_AGENT_OK:
+        break;
+    default:
+        return protocol(c, "the agent sent a %s frame (type %u)", name, h->type);
     }
     st = check_payload(h, p);
     if (st != 0)
@@ -286,7 +270,7 @@ static int dispatch(struct agent_conn *c, const struct kiln_agent_hdr *h, const 
     if (h->id == 0 || h->id >= c->next_id)
         return protocol(c, "%s frame for request %u, which was never made", name, h->id);
     r = find_req(c, h->id);
-    s = stream_index(h->type);
+    s = conn_stream_index(h->type);
     if (r && s >= 0) {
         if (r->recv_end[s])
             return protocol(c, "%s data for request %u after its end", name, h->id);
@@ -318,8 +302,9 @@ static void *reader_main(void *arg)
             continue;
         if (n <= 0) {
             if (n == 0 && have)
-                agent_conn_fail(c, -EPROTO, "agent protocol violation: the connection ended "
-                                            "inside a frame");
+                agent_conn_fail(c, -EPROTO,
+                                "agent protocol violation: the connection ended "
+                                "inside a frame");
             else if (n == 0)
                 agent_conn_fail(c, -ECONNRESET, "the agent closed the connection");
             else
@@ -330,8 +315,8 @@ static void *reader_main(void *arg)
         for (;;) {
             struct kiln_agent_hdr h;
             const uint8_t *payload;
-            ssize_t sz = agent_frame_next(buf + off, have - off, KILN_AGENT_MAX_PAYLOAD, &h,
-                                          &payload);
+            ssize_t sz =
+                agent_frame_next(buf + off, have - off, KILN_AGENT_MAX_PAYLOAD, &h, &payload);
             int ret;
 
             if (sz == 0)
@@ -392,14 +377,14 @@ static int hello(struct agent_conn *c, unsigned timeout_ms, char *err, size_t er
     struct kiln_agent_hdr h;
     int ret, st;
 
-    ret = send_frame(c, KILN_AGENT_HELLO, 0, 0, &offer, sizeof(offer), NULL, 0);
+    ret = conn_send_frame(c, KILN_AGENT_HELLO, 0, 0, &offer, sizeof(offer), NULL, 0);
     if (ret == 0)
         ret = read_full(c->fd, raw, sizeof(raw), deadline);
     if (ret < 0) {
-        snprintf(err, errlen, "agent HELLO: %s", ret == -ETIMEDOUT ? "no answer in time"
-                                                 : ret == -ECONNRESET
-                                                     ? "the agent closed the connection"
-                                                     : strerror(-ret));
+        snprintf(err, errlen, "agent HELLO: %s",
+                 ret == -ETIMEDOUT    ? "no answer in time"
+                 : ret == -ECONNRESET ? "the agent closed the connection"
+                                      : strerror(-ret));
         return ret;
     }
     st = agent_hdr_decode(raw, KILN_AGENT_MAX_PAYLOAD, &h);
@@ -429,7 +414,7 @@ static int hello(struct agent_conn *c, unsigned timeout_ms, char *err, size_t er
         snprintf(err, errlen, "agent HELLO: expected HELLO, got a %u-byte %s frame (id %u)", h.len,
                  agent_type_name(h.type), h.id);
     } else if (got.version_min > KILN_AGENT_VERSION || got.version_max < KILN_AGENT_VERSION) {
-        snprintf(err, errlen, "agent speaks protocol versions %u..%u; this libkiln speaks %u",
+        snprintf(err, errlen, "agent speaks protocol versions %u..%u; this libkiln speaks %d",
                  got.version_min, got.version_max, KILN_AGENT_VERSION);
         ret = -EPROTONOSUPPORT;
     } else if (got.max_payload < 4096) {
@@ -498,248 +483,4 @@ void agent_conn_close(struct agent_conn *c)
     pthread_mutex_destroy(&c->wlock);
     pthread_mutex_destroy(&c->ping_lock);
     free(c);
-}
-
-static struct agent_req *req_alloc(struct agent_conn *c, uint32_t id)
-{
-    struct agent_req *r = calloc(1, sizeof(*r));
-    pthread_condattr_t attr;
-
-    if (!r)
-        return NULL;
-    pthread_condattr_init(&attr);
-    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
-    pthread_cond_init(&r->cond, &attr);
-    pthread_condattr_destroy(&attr);
-    r->c = c;
-    r->id = id;
-    for (int s = 0; s < AGENT_STREAMS; s++) {
-        r->recv_credit[s] = KILN_AGENT_INITIAL_WINDOW;
-        r->send_credit[s] = KILN_AGENT_INITIAL_WINDOW;
-    }
-    return r;
-}
-
-static void req_free(struct agent_req *r)
-{
-    struct agent_msg *m = r->head;
-
-    while (m) {
-        struct agent_msg *next = m->next;
-        free(m);
-        m = next;
-    }
-    pthread_cond_destroy(&r->cond);
-    free(r);
-}
-
-int agent_req_open(struct agent_conn *c, struct agent_req **out)
-{
-    struct agent_req *r = req_alloc(c, 0);
-
-    if (!r)
-        return -ENOMEM;
-    pthread_mutex_lock(&c->lock);
-    /* Ids are never reused on a connection: a late frame cannot reach the wrong request. */
-    if (c->next_id == UINT32_MAX) {
-        pthread_mutex_unlock(&c->lock);
-        req_free(r);
-        return -EMFILE;
-    }
-    r->id = c->next_id++;
-    r->next = c->reqs;
-    c->reqs = r;
-    pthread_mutex_unlock(&c->lock);
-    *out = r;
-    return 0;
-}
-
-void agent_req_close(struct agent_req *r)
-{
-    struct agent_conn *c;
-
-    if (!r)
-        return;
-    c = r->c;
-    pthread_mutex_lock(&c->lock);
-    for (struct agent_req **p = &c->reqs; *p; p = &(*p)->next) {
-        if (*p == r) {
-            *p = r->next;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&c->lock);
-    req_free(r);
-}
-
-void agent_req_cancel(struct agent_req *r)
-{
-    pthread_mutex_lock(&r->c->lock);
-    r->cancelled = true;
-    pthread_cond_broadcast(&r->cond);
-    pthread_mutex_unlock(&r->c->lock);
-}
-
-uint32_t agent_req_id(const struct agent_req *r)
-{
-    return r->id;
-}
-
-struct agent_conn *agent_req_conn(const struct agent_req *r)
-{
-    return r->c;
-}
-
-int agent_req_send(struct agent_req *r, uint16_t type, uint16_t flags, const void *a, size_t alen,
-                   const void *b, size_t blen)
-{
-    return send_frame(r->c, type, flags, r->id, a, alen, b, blen);
-}
-
-/* Waits on r->cond until deadline_ns (0: forever). Returns 0 or -ETIMEDOUT. */
-static int wait_until(struct agent_req *r, uint64_t deadline_ns)
-{
-    struct timespec ts;
-
-    if (!deadline_ns)
-        return -pthread_cond_wait(&r->cond, &r->c->lock);
-    ts.tv_sec = (time_t)(deadline_ns / 1000000000ULL);
-    ts.tv_nsec = (long)(deadline_ns % 1000000000ULL);
-    return -pthread_cond_timedwait(&r->cond, &r->c->lock, &ts);
-}
-
-int agent_req_write(struct agent_req *r, uint16_t type, const void *buf, size_t len, bool end,
-                    uint64_t deadline_ns)
-{
-    struct agent_conn *c = r->c;
-    const uint8_t *p = buf;
-    int s = stream_index(type), ret = 0;
-
-    if (s != 0 && s != 3)
-        return -EINVAL;
-    do {
-        size_t chunk = len < c->max_payload ? len : c->max_payload;
-
-        pthread_mutex_lock(&c->lock);
-        while (chunk && !r->send_credit[s] && !c->dead && !r->cancelled && !r->answered &&
-               ret == 0)
-            ret = wait_until(r, deadline_ns);
-        if (ret == 0 && c->dead)
-            ret = c->dead;
-        else if (ret == 0 && (r->cancelled || r->answered))
-            ret = -EPIPE;
-        if (ret == 0 && chunk > r->send_credit[s])
-            chunk = (size_t)r->send_credit[s];
-        if (ret == 0)
-            r->send_credit[s] -= chunk;
-        pthread_mutex_unlock(&c->lock);
-        if (ret < 0)
-            return ret;
-        ret = send_frame(c, type, end && chunk == len ? KILN_AGENT_F_END : 0, r->id, p, chunk,
-                         NULL, 0);
-        p += chunk;
-        len -= chunk;
-    } while (ret == 0 && len > 0);
-    return ret;
-}
-
-int agent_req_next(struct agent_req *r, uint64_t deadline_ns, struct agent_msg **out, char *err,
-                   size_t errlen)
-{
-    struct agent_conn *c = r->c;
-    struct agent_msg *m;
-    int ret = 0;
-
-    pthread_mutex_lock(&c->lock);
-    while (!r->head && !c->dead && ret == 0)
-        ret = wait_until(r, deadline_ns);
-    m = r->head;
-    if (m) {
-        r->head = m->next;
-        if (!r->head)
-            r->tail = NULL;
-        if (stream_index(m->type) < 0)
-            r->queued -= sizeof(*m) + m->len;
-        ret = 0;
-    } else if (c->dead) {
-        ret = c->dead;
-        snprintf(err, errlen, "%s", c->msg);
-    } else {
-        snprintf(err, errlen, "timed out waiting for the agent");
-    }
-    pthread_mutex_unlock(&c->lock);
-    *out = m;
-    return ret;
-}
-
-void agent_req_release(struct agent_req *r, struct agent_msg *m)
-{
-    struct agent_conn *c = r->c;
-    struct kiln_agent_window w = {.stream = m->type};
-    int s = stream_index(m->type);
-
-    if (s > 0 && m->len) {
-        pthread_mutex_lock(&c->lock);
-        r->consumed[s] += m->len;
-        if (r->consumed[s] >= AGENT_CREDIT_BATCH && !r->recv_end[s] && !c->dead) {
-            w.bytes = r->consumed[s];
-            r->recv_credit[s] += w.bytes;
-            r->consumed[s] = 0;
-        }
-        pthread_mutex_unlock(&c->lock);
-        if (w.bytes)
-            send_frame(c, KILN_AGENT_WINDOW, 0, r->id, &w, sizeof(w), NULL, 0);
-    }
-    free(m);
-}
-
-int agent_msg_error(const struct agent_msg *m, const char *what, char *err, size_t errlen)
-{
-    struct kiln_agent_error e;
-    const char *text = "";
-    size_t tlen = 0;
-
-    if (agent_parse_error(m->data, m->len, &e, &text, &tlen) != 0) {
-        snprintf(err, errlen, "%s: malformed ERROR from the agent", what);
-        return -EPROTO;
-    }
-    if (tlen)
-        snprintf(err, errlen, "%s: %.*s", what, (int)(tlen > 400 ? 400 : tlen), text);
-    else
-        snprintf(err, errlen, "%s: %s", what, agent_status_name(e.status));
-    return -agent_errno_from_status(e.status);
-}
-
-int agent_conn_ping(struct agent_conn *c, const void *data, size_t len, unsigned timeout_ms,
-                    char *err, size_t errlen)
-{
-    uint64_t deadline = agent_deadline(timeout_ms);
-    struct agent_req *r;
-    struct agent_msg *m = NULL;
-    int ret;
-
-    if (len > AGENT_PING_MAX)
-        return -EMSGSIZE;
-    r = req_alloc(c, 0);
-    if (!r)
-        return -ENOMEM;
-    /* One PING in flight: PONGs carry no request id to tell them apart. */
-    pthread_mutex_lock(&c->ping_lock);
-    pthread_mutex_lock(&c->lock);
-    c->ping = r;
-    pthread_mutex_unlock(&c->lock);
-    ret = send_frame(c, KILN_AGENT_PING, 0, 0, data, len, NULL, 0);
-    if (ret == 0)
-        ret = agent_req_next(r, deadline, &m, err, errlen);
-    if (ret == 0 && (m->len != len || memcmp(m->data, data, len) != 0)) {
-        snprintf(err, errlen, "agent protocol violation: PONG does not echo the PING");
-        ret = -EPROTO;
-    }
-    free(m);
-    pthread_mutex_lock(&c->lock);
-    c->ping = NULL;
-    pthread_mutex_unlock(&c->lock);
-    pthread_mutex_unlock(&c->ping_lock);
-    req_free(r);
-    return ret;
 }

@@ -51,8 +51,7 @@ static int read_line(int fd, char *line, size_t cap, uint64_t deadline)
     return -EPROTO;
 }
 
-int agent_dial(const char *vsock_path, uint32_t port, unsigned timeout_ms, char *err,
-               size_t errlen)
+int agent_dial(const char *vsock_path, uint32_t port, unsigned timeout_ms, char *err, size_t errlen)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     uint64_t deadline = agent_deadline(timeout_ms ? timeout_ms : 10000);
@@ -78,7 +77,7 @@ int agent_dial(const char *vsock_path, uint32_t port, unsigned timeout_ms, char 
         goto fail;
     }
     snprintf(line, sizeof(line), "CONNECT %u\n", port);
-    ret = write_all(fd, line, strlen(line));
+    ret = send(fd, line, strlen(line), MSG_NOSIGNAL) == (ssize_t)strlen(line) ? 0 : -EPIPE;
     if (ret == 0)
         ret = read_line(fd, line, sizeof(line), deadline);
     if (ret == 0 && strncmp(line, "OK ", 3) != 0)

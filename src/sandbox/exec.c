@@ -10,9 +10,9 @@
 #include "lib/lib.h"
 #include "sandbox.h"
 
-#define START_TIMEOUT_MS  30000
-#define DEFAULT_MAX_OUT   (64u * 1024 * 1024)
-#define FREE_GRANT        (4u * 1024 * 1024) /* credit left to an abandoned process's streams */
+#define START_TIMEOUT_MS 30000
+#define DEFAULT_MAX_OUT  (64u * 1024 * 1024)
+#define FREE_GRANT       (4u * 1024 * 1024) /* credit left to an abandoned process's streams */
 
 struct kiln_process {
     kiln_sandbox *sb;
@@ -211,11 +211,11 @@ int kiln_exec_write_stdin(kiln_process *ex, const void *data, size_t len)
     int ret;
 
     if (!ex->stdin_open)
-        return sandbox_error(ex->sb, -EBADF, "exec: stdin is closed or was not requested "
-                                             "(set stdin_stream)");
+        return sandbox_error(ex->sb, -EBADF,
+                             "exec: stdin is closed or was not requested "
+                             "(set stdin_stream)");
     ret = agent_req_write(ex->req, KILN_AGENT_STDIN, data, len, false, 0);
-    return ret < 0 ? sandbox_errorf(ex->sb, ret, "exec: writing stdin: %s", kiln_strerror(ret))
-                   : 0;
+    return ret < 0 ? sandbox_errorf(ex->sb, ret, "exec: writing stdin: %s", kiln_strerror(ret)) : 0;
 }
 
 int kiln_exec_close_stdin(kiln_process *ex)

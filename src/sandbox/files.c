@@ -72,8 +72,10 @@ static int expect_ok(kiln_sandbox *sb, struct agent_req *r, const char *op, cons
     int ret = next(sb, r, op, path, agent_deadline(ANSWER_TIMEOUT_MS), &m);
 
     if (ret == 0 && m->type != KILN_AGENT_OK) {
-        agent_conn_fail(agent_req_conn(r), -EPROTO, "agent protocol violation: %s answered %s "
-                        "with %s", op, path, agent_type_name(m->type));
+        agent_conn_fail(agent_req_conn(r), -EPROTO,
+                        "agent protocol violation: %s answered %s "
+                        "with %s",
+                        op, path, agent_type_name(m->type));
         ret = sandbox_errorf(sb, -EPROTO, "%s %s: the agent answered with %s", op, path,
                              agent_type_name(m->type));
     }
@@ -231,8 +233,7 @@ static int to_mem(void *opaque, const uint8_t *p, size_t n)
     return 0;
 }
 
-int kiln_file_read(kiln_sandbox *sb, const char *path, uint8_t **data, size_t *len,
-                   size_t max_size)
+int kiln_file_read(kiln_sandbox *sb, const char *path, uint8_t **data, size_t *len, size_t max_size)
 {
     struct membuf b = {.max = max_size ? max_size : DEFAULT_READ_MAX};
     int ret = read_common(sb, path, to_mem, &b);
@@ -315,8 +316,7 @@ void kiln_file_list_free(struct kiln_dirent *entries, size_t count)
     free(entries);
 }
 
-int kiln_file_list(kiln_sandbox *sb, const char *path, struct kiln_dirent **entries,
-                   size_t *count)
+int kiln_file_list(kiln_sandbox *sb, const char *path, struct kiln_dirent **entries, size_t *count)
 {
     struct kiln_dirent *list = NULL;
     size_t n = 0, cap = 0;
@@ -339,7 +339,8 @@ int kiln_file_list(kiln_sandbox *sb, const char *path, struct kiln_dirent **entr
             agent_parse_list_entry(m->data, m->len, &a, &name);
             end = (m->flags & KILN_AGENT_F_END) || !name;
             if (name && n == cap) {
-                struct kiln_dirent *bigger = realloc(list, (cap = cap ? cap * 2 : 32) * sizeof(*list));
+                struct kiln_dirent *bigger =
+                    realloc(list, (cap = cap ? cap * 2 : 32) * sizeof(*list));
                 if (!bigger)
                     ret = -ENOMEM;
                 else

@@ -12,7 +12,7 @@
 #include "lib/lib.h"
 #include "sandbox.h"
 
-#define MAX_VMM_ARGS 64
+#define MAX_VMM_ARGS    64
 #define STOP_TIMEOUT_MS 10000
 
 int sandbox_error(kiln_sandbox *sb, int ret, const char *msg)
@@ -47,15 +47,24 @@ const char *kiln_sandbox_last_error(kiln_sandbox *sb, char *buf, size_t len)
 const char *kiln_strerror(int status)
 {
     switch (status) {
-    case 0: return "success";
-    case -EPROTO: return "the agent broke the protocol";
-    case -EPROTONOSUPPORT: return "no common agent protocol version";
-    case -ETIMEDOUT: return "timed out";
-    case -ECONNRESET: return "the agent closed the connection";
-    case -ECONNABORTED: return "the sandbox handle was closed";
-    case -ESRCH: return "no such process (it has ended)";
-    case -EINVAL: return "invalid argument or path";
-    default: return status < 0 && status > -4096 ? strerror(-status) : "unknown status";
+    case 0:
+        return "success";
+    case -EPROTO:
+        return "the agent broke the protocol";
+    case -EPROTONOSUPPORT:
+        return "no common agent protocol version";
+    case -ETIMEDOUT:
+        return "timed out";
+    case -ECONNRESET:
+        return "the agent closed the connection";
+    case -ECONNABORTED:
+        return "the sandbox handle was closed";
+    case -ESRCH:
+        return "no such process (it has ended)";
+    case -EINVAL:
+        return "invalid argument or path";
+    default:
+        return status < 0 && status > -4096 ? strerror(-status) : "unknown status";
     }
 }
 
@@ -106,8 +115,10 @@ static int connect_agent(kiln_sandbox *sb, const char *name, char *err, size_t e
 
     ret = sandbox_vsock_path(name, path, sizeof(path));
     if (ret < 0) {
-        snprintf(err, errlen, "invalid sandbox name '%s': use 1 to %d characters of A-Z a-z 0-9 . "
-                 "_ - (not starting with '.')", name, RUNDIR_NAME_MAX);
+        snprintf(err, errlen,
+                 "invalid sandbox name '%s': use 1 to %d characters of A-Z a-z 0-9 . "
+                 "_ - (not starting with '.')",
+                 name, RUNDIR_NAME_MAX);
         return ret;
     }
     fd = agent_dial(path, KILN_AGENT_PORT, 10000, err, errlen);
@@ -202,11 +213,13 @@ static int build_argv(const struct kiln_sandbox_config *cfg, const char *bin, co
         }
         argv[n++] = *a;
     }
-    if (cfg->append && *cfg->append) {
-        snprintf(bufs[3], PATH_MAX, "%s", cfg->append);
-        argv[n++] = "--append";
-        argv[n++] = bufs[3];
+    if (snprintf(bufs[3], PATH_MAX, "%s%s%s", cfg->append ? cfg->append : "",
+                 cfg->append && *cfg->append ? " " : "", SANDBOX_AGENT_WORDS) >= PATH_MAX) {
+        snprintf(err, errlen, "the kernel command-line words in append are too long");
+        return -E2BIG;
     }
+    argv[n++] = "--append";
+    argv[n++] = bufs[3];
     argv[n++] = "--ready-fd";
     argv[n++] = "3";
     argv[n] = NULL;
@@ -229,8 +242,10 @@ int kiln_sandbox_create(const struct kiln_sandbox_config *cfg, kiln_sandbox **ou
     if (!cfg)
         cfg = &defaults;
     if (cfg->name && !rundir_name_valid(cfg->name)) {
-        snprintf(err, errlen, "invalid sandbox name '%s': use 1 to %d characters of A-Z a-z 0-9 . "
-                 "_ - (not starting with '.')", cfg->name, RUNDIR_NAME_MAX);
+        snprintf(err, errlen,
+                 "invalid sandbox name '%s': use 1 to %d characters of A-Z a-z 0-9 . "
+                 "_ - (not starting with '.')",
+                 cfg->name, RUNDIR_NAME_MAX);
         return -EINVAL;
     }
     snprintf(name, sizeof(name), "%s", cfg->name ? cfg->name : "");
@@ -247,10 +262,10 @@ int kiln_sandbox_create(const struct kiln_sandbox_config *cfg, kiln_sandbox **ou
     if (!sb)
         return -ENOMEM;
     snprintf(sb->name, sizeof(sb->name), "%s", name);
-    ret = sandbox_spawn(bin, (char *const *)argv,
-                        cfg->ready_timeout_ms ? cfg->ready_timeout_ms
-                                              : KILN_SANDBOX_READY_TIMEOUT_MS,
-                        &sb->pid, &sb->ready, err, errlen);
+    ret =
+        sandbox_spawn(bin, (char *const *)argv,
+                      cfg->ready_timeout_ms ? cfg->ready_timeout_ms : KILN_SANDBOX_READY_TIMEOUT_MS,
+                      &sb->pid, &sb->ready, err, errlen);
     if (ret < 0)
         goto fail_spawn;
     sb->owned = true;

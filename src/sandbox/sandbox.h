@@ -15,13 +15,17 @@
 #include "kiln.h"
 #include "machine/machine.h"
 
-#define AGENT_ERR_MAX      512
-#define AGENT_STREAMS      4                       /* STDIN, STDOUT, STDERR, FILE_DATA */
-#define AGENT_CREDIT_BATCH (KILN_AGENT_INITIAL_WINDOW / 4) /* WINDOW sent once this much is consumed */
+#define AGENT_ERR_MAX 512
+#define AGENT_STREAMS 4 /* STDIN, STDOUT, STDERR, FILE_DATA */
+#define AGENT_CREDIT_BATCH                                                                         \
+    (KILN_AGENT_INITIAL_WINDOW / 4) /* WINDOW sent once this much is consumed */
 /* Bytes of frames without credit (EXIT, LIST_ENTRY, ...) one request may have queued: an agent
  * flooding a request the host does not drain fails the connection instead of growing memory. */
 #define AGENT_QUEUE_MAX        (16u * 1024 * 1024)
 #define AGENT_HELLO_TIMEOUT_MS 10000
+/* The kernel command-line words with which the default image's /init hands over to kiln-agent
+ * (appended after any of the caller's). */
+#define SANDBOX_AGENT_WORDS "-- exec /sbin/kiln-agent"
 
 /* One frame queued for the request it names. */
 struct agent_msg {

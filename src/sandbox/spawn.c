@@ -46,8 +46,10 @@ int sandbox_find_kiln(const char *configured, char *out, size_t outlen, char *er
         snprintf(out, outlen, "%s/kiln", exe);
     }
     if (access(out, X_OK) < 0) {
-        snprintf(err, errlen, "cannot run the kiln binary %s: %s (set KILN_BIN or the config's "
-                 "kiln_bin)", out, strerror(errno));
+        snprintf(err, errlen,
+                 "cannot run the kiln binary %s: %s (set KILN_BIN or the config's "
+                 "kiln_bin)",
+                 out, strerror(errno));
         return -ENOENT;
     }
     return 0;
@@ -149,14 +151,16 @@ static int spawn_child(const char *bin, char *const argv[], int ready_w, int log
     sigaddset(&defaults, SIGCHLD);
     sigaddset(&defaults, SIGPIPE);
     /* Its own session: the terminal's ^C goes to the caller, who decides what the VM gets. */
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK |
-                                        POSIX_SPAWN_SETSIGDEF);
+    posix_spawnattr_setflags(&attr,
+                             POSIX_SPAWN_SETSID | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
     posix_spawnattr_setsigmask(&attr, &none);
     posix_spawnattr_setsigdefault(&attr, &defaults);
     posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
     posix_spawn_file_actions_adddup2(&fa, logfd, 1);
     posix_spawn_file_actions_adddup2(&fa, logfd, 2);
     posix_spawn_file_actions_adddup2(&fa, ready_w, READY_FD);
+    /* The caller's other descriptors are none of the VMM's business. */
+    posix_spawn_file_actions_addclosefrom_np(&fa, READY_FD + 1);
     ret = -posix_spawn(pid, bin, &fa, &attr, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     posix_spawnattr_destroy(&attr);
