@@ -112,40 +112,47 @@ static int call(kiln_ctl *ctl, const struct kiln_ctl_request *req, int fd,
     return ret;
 }
 
-static int simple(kiln_ctl *ctl, uint32_t type, uint32_t expect)
+/* One round trip whose answer must be of type `expect`; any other answer is -EPROTO. */
+static int call_expect(kiln_ctl *ctl, const struct kiln_ctl_request *req, int fd, uint32_t expect,
+                       struct kiln_ctl_response *resp)
+{
+    int ret = call(ctl, req, fd, resp, NULL);
+
+    return ret < 0 ? ret : resp->type == expect ? 0 : -EPROTO;
+}
+
+/* A request with no arguments, answered by a plain OK. */
+static int simple(kiln_ctl *ctl, uint32_t type)
 {
     struct kiln_ctl_request req = {.type = type};
     struct kiln_ctl_response resp;
-    int ret = call(ctl, &req, -1, &resp, NULL);
 
-    return ret < 0 ? ret : resp.type == expect ? 0 : -EPROTO;
+    return call_expect(ctl, &req, -1, KILN_CTL_RESP_OK, &resp);
 }
 
 int kiln_ctl_exit(kiln_ctl *ctl)
 {
-    return simple(ctl, KILN_CTL_REQ_EXIT, KILN_CTL_RESP_OK);
+    return simple(ctl, KILN_CTL_REQ_EXIT);
 }
 
 int kiln_ctl_pause(kiln_ctl *ctl)
 {
-    return simple(ctl, KILN_CTL_REQ_PAUSE, KILN_CTL_RESP_OK);
+    return simple(ctl, KILN_CTL_REQ_PAUSE);
 }
 
 int kiln_ctl_resume(kiln_ctl *ctl)
 {
-    return simple(ctl, KILN_CTL_REQ_RESUME, KILN_CTL_RESP_OK);
+    return simple(ctl, KILN_CTL_REQ_RESUME);
 }
 
 int kiln_ctl_get_state(kiln_ctl *ctl, enum kiln_vm_state *state)
 {
     struct kiln_ctl_request req = {.type = KILN_CTL_REQ_GET_STATE};
     struct kiln_ctl_response resp;
-    int ret = call(ctl, &req, -1, &resp, NULL);
+    int ret = call_expect(ctl, &req, -1, KILN_CTL_RESP_STATE, &resp);
 
     if (ret < 0)
         return ret;
-    if (resp.type != KILN_CTL_RESP_STATE)
-        return -EPROTO;
     *state = (enum kiln_vm_state)resp.slot;
     return 0;
 }
@@ -160,12 +167,10 @@ int kiln_ctl_balloon_adjust(kiln_ctl *ctl, int32_t pages, uint64_t *target)
     struct kiln_ctl_request req = {.type = KILN_CTL_REQ_BALLOON_ADJUST,
                                    .num_pages = (uint32_t)pages};
     struct kiln_ctl_response resp;
-    int ret = call(ctl, &req, -1, &resp, NULL);
+    int ret = call_expect(ctl, &req, -1, KILN_CTL_RESP_OK, &resp);
 
     if (ret < 0)
         return ret;
-    if (resp.type != KILN_CTL_RESP_OK)
-        return -EPROTO;
     if (target)
         *target = resp.pfn;
     return 0;
@@ -179,11 +184,9 @@ int kiln_ctl_register_memory(kiln_ctl *ctl, int fd, uint64_t size, uint64_t *pfn
 
     if (fd < 0)
         return -EBADF;
-    ret = call(ctl, &req, fd, &resp, NULL);
+    ret = call_expect(ctl, &req, fd, KILN_CTL_RESP_REGISTER_MEMORY, &resp);
     if (ret < 0)
         return ret;
-    if (resp.type != KILN_CTL_RESP_REGISTER_MEMORY)
-        return -EPROTO;
     *pfn = resp.pfn;
     *slot = resp.slot;
     return 0;
@@ -193,9 +196,8 @@ int kiln_ctl_unregister_memory(kiln_ctl *ctl, uint32_t slot)
 {
     struct kiln_ctl_request req = {.type = KILN_CTL_REQ_UNREGISTER_MEMORY, .slot = slot};
     struct kiln_ctl_response resp;
-    int ret = call(ctl, &req, -1, &resp, NULL);
 
-    return ret < 0 ? ret : resp.type == KILN_CTL_RESP_OK ? 0 : -EPROTO;
+    return call_expect(ctl, &req, -1, KILN_CTL_RESP_OK, &resp);
 }
 
 int kiln_ctl_register_ioevent(kiln_ctl *ctl, int fd, uint64_t addr, uint32_t len,
@@ -204,24 +206,20 @@ int kiln_ctl_register_ioevent(kiln_ctl *ctl, int fd, uint64_t addr, uint32_t len
     struct kiln_ctl_request req = {
         .type = KILN_CTL_REQ_REGISTER_IOEVENT, .slot = len, .size = addr, .num_pages = datamatch};
     struct kiln_ctl_response resp;
-    int ret;
 
     if (fd < 0)
         return -EBADF;
-    ret = call(ctl, &req, fd, &resp, NULL);
-    return ret < 0 ? ret : resp.type == KILN_CTL_RESP_OK ? 0 : -EPROTO;
+    return call_expect(ctl, &req, fd, KILN_CTL_RESP_OK, &resp);
 }
 
 int kiln_ctl_register_irqfd(kiln_ctl *ctl, int fd, uint32_t gsi)
 {
     struct kiln_ctl_request req = {.type = KILN_CTL_REQ_REGISTER_IRQFD, .slot = gsi};
     struct kiln_ctl_response resp;
-    int ret;
 
     if (fd < 0)
         return -EBADF;
-    ret = call(ctl, &req, fd, &resp, NULL);
-    return ret < 0 ? ret : resp.type == KILN_CTL_RESP_OK ? 0 : -EPROTO;
+    return call_expect(ctl, &req, fd, KILN_CTL_RESP_OK, &resp);
 }
 
 int kiln_ctl_get_metrics(kiln_ctl *ctl, char **json, size_t *len)

@@ -35,7 +35,15 @@ bool ctl_request_needs_fd(uint32_t type)
            type == KILN_CTL_REQ_REGISTER_IRQFD;
 }
 
-int ctl_decode_request(const void *buf, size_t len, unsigned nfds, struct kiln_ctl_request *out)
+/* Requests and responses share one layout (docs/control-protocol.md, "Layout"): type, a u32, a
+ * u64, a u32 and padding, little endian. It never changes, so it is spelled out once, here. */
+struct words {
+    uint32_t type, w1;
+    uint64_t q;
+    uint32_t w2, padding;
+};
+
+static int get_words(const void *buf, size_t len, struct words *w)
 {
     const uint8_t *p = buf;
 
@@ -43,58 +51,79 @@ int ctl_decode_request(const void *buf, size_t len, unsigned nfds, struct kiln_c
         return -ENOTCONN;
     if (len != KILN_CTL_MSG_SIZE)
         return -EMSGSIZE;
-    out->type = get32(p);
-    out->slot = get32(p + 4);
-    out->size = get64(p + 8);
-    out->num_pages = get32(p + 16);
-    out->padding = get32(p + 20);
+    w->type = get32(p);
+    w->w1 = get32(p + 4);
+    w->q = get64(p + 8);
+    w->w2 = get32(p + 16);
+    w->padding = get32(p + 20);
+    return 0;
+}
+
+static void put_words(uint8_t out[KILN_CTL_MSG_SIZE], const struct words *w)
+{
+    put32(out, w->type);
+    put32(out + 4, w->w1);
+    put64(out + 8, w->q);
+    put32(out + 16, w->w2);
+    put32(out + 20, w->padding);
+}
+
+/* A message carries exactly one descriptor when its type wants one, and none otherwise. */
+static int check_fds(bool wants_fd, unsigned nfds)
+{
+    if (wants_fd)
+        return nfds == 0 ? -EBADF : nfds > 1 ? -EINVAL : 0;
+    return nfds ? -EINVAL : 0;
+}
+
+int ctl_decode_request(const void *buf, size_t len, unsigned nfds, struct kiln_ctl_request *out)
+{
+    struct words w;
+    int ret = get_words(buf, len, &w);
+
+    if (ret < 0)
+        return ret;
+    *out = (struct kiln_ctl_request){
+        .type = w.type, .slot = w.w1, .size = w.q, .num_pages = w.w2, .padding = w.padding};
     if (out->type < KILN_CTL_REQ_EXIT || out->type > KILN_CTL_REQ_MAX)
         return -EOPNOTSUPP;
     if (out->padding)
         return -EINVAL;
-    if (ctl_request_needs_fd(out->type))
-        return nfds == 0 ? -EBADF : nfds > 1 ? -EINVAL : 0;
-    return nfds ? -EINVAL : 0;
+    return check_fds(ctl_request_needs_fd(out->type), nfds);
 }
 
 void ctl_encode_request(const struct kiln_ctl_request *req, uint8_t out[KILN_CTL_MSG_SIZE])
 {
-    put32(out, req->type);
-    put32(out + 4, req->slot);
-    put64(out + 8, req->size);
-    put32(out + 16, req->num_pages);
-    put32(out + 20, req->padding);
+    put_words(out, &(struct words){.type = req->type,
+                                   .w1 = req->slot,
+                                   .q = req->size,
+                                   .w2 = req->num_pages,
+                                   .padding = req->padding});
 }
 
 int ctl_decode_response(const void *buf, size_t len, unsigned nfds, struct kiln_ctl_response *out)
 {
-    const uint8_t *p = buf;
+    struct words w;
+    int ret = get_words(buf, len, &w);
 
-    if (len == 0)
-        return -ENOTCONN;
-    if (len != KILN_CTL_MSG_SIZE)
-        return -EMSGSIZE;
-    out->type = get32(p);
-    out->err = get32(p + 4);
-    out->pfn = get64(p + 8);
-    out->slot = get32(p + 16);
-    out->padding = get32(p + 20);
+    if (ret < 0)
+        return ret;
+    *out = (struct kiln_ctl_response){
+        .type = w.type, .err = w.w1, .pfn = w.q, .slot = w.w2, .padding = w.padding};
     if (out->type < KILN_CTL_RESP_OK || out->type > KILN_CTL_RESP_MAX)
         return -EOPNOTSUPP;
     if (out->type == KILN_CTL_RESP_ERR && out->err == 0)
         return -EINVAL;
-    if (out->type == KILN_CTL_RESP_METRICS)
-        return nfds == 0 ? -EBADF : nfds > 1 ? -EINVAL : 0;
-    return nfds ? -EINVAL : 0;
+    return check_fds(out->type == KILN_CTL_RESP_METRICS, nfds);
 }
 
 void ctl_encode_response(const struct kiln_ctl_response *resp, uint8_t out[KILN_CTL_MSG_SIZE])
 {
-    put32(out, resp->type);
-    put32(out + 4, resp->err);
-    put64(out + 8, resp->pfn);
-    put32(out + 16, resp->slot);
-    put32(out + 20, resp->padding);
+    put_words(out, &(struct words){.type = resp->type,
+                                   .w1 = resp->err,
+                                   .q = resp->pfn,
+                                   .w2 = resp->slot,
+                                   .padding = resp->padding});
 }
 
 const char *ctl_request_name(uint32_t type)

@@ -2,14 +2,11 @@
 #include <errno.h>
 #include <string.h>
 
+#include "arch/x86/x86.h"
 #include "doctor.h"
 #include "lib/lib.h"
 
 /* ---- the guest image (layout and protocol: doctor.h, docs/doctor.md) ------------------------- */
-
-#define PTE_P  0x1ULL /* present */
-#define PTE_RW 0x2ULL /* writable */
-#define PTE_US 0x4ULL /* user-accessible */
 
 /* GDT access bytes (accessed bit preset, so loading a selector never writes the GDT) and
  * flag nibbles (G, D/B, L). */
@@ -23,16 +20,6 @@
 #define TSS_LIMIT  0x67
 #define GATE_INTR  0x8e /* present, DPL 0, 64-bit interrupt gate */
 
-#define CR0_PE     (1ULL << 0)
-#define CR0_MP     (1ULL << 1)
-#define CR0_ET     (1ULL << 4)
-#define CR0_NE     (1ULL << 5)
-#define CR0_WP     (1ULL << 16)
-#define CR0_PG     (1ULL << 31)
-#define CR4_PAE    (1ULL << 5)
-#define EFER_SCE   (1ULL << 0)
-#define EFER_LME   (1ULL << 8)
-#define EFER_LMA   (1ULL << 10)
 #define MSR_STAR   0xc0000081
 #define MSR_LSTAR  0xc0000082
 #define MSR_SFMASK 0xc0000084
@@ -87,12 +74,12 @@ static const struct {
     uint64_t addr;
     uint64_t flags;
 } probe_pages[] = {
-    {PROBE_GDT_ADDR, PTE_P | PTE_RW},
-    {PROBE_IDT_ADDR, PTE_P},
-    {PROBE_KCODE_ADDR, PTE_P},
-    {PROBE_UCODE_ADDR, PTE_P | PTE_US},
-    {PROBE_USTACK_ADDR, PTE_P | PTE_RW | PTE_US},
-    {PROBE_KSTACK_ADDR, PTE_P | PTE_RW},
+    {PROBE_GDT_ADDR, X86_PTE_P | X86_PTE_RW},
+    {PROBE_IDT_ADDR, X86_PTE_P},
+    {PROBE_KCODE_ADDR, X86_PTE_P},
+    {PROBE_UCODE_ADDR, X86_PTE_P | X86_PTE_US},
+    {PROBE_USTACK_ADDR, X86_PTE_P | X86_PTE_RW | X86_PTE_US},
+    {PROBE_KSTACK_ADDR, X86_PTE_P | X86_PTE_RW},
 };
 
 static void put_u16(uint8_t *p, uint16_t v)
@@ -127,9 +114,9 @@ int probe_build_image(uint8_t *mem, size_t len)
     memset(mem, 0, PROBE_IMAGE_SIZE);
 
     /* Every level is user-accessible; the last one decides per page. */
-    put_u64(mem + PROBE_PML4_ADDR, PROBE_PDPT_ADDR | PTE_P | PTE_RW | PTE_US);
-    put_u64(mem + PROBE_PDPT_ADDR, PROBE_PD_ADDR | PTE_P | PTE_RW | PTE_US);
-    put_u64(mem + PROBE_PD_ADDR, PROBE_PT_ADDR | PTE_P | PTE_RW | PTE_US);
+    put_u64(mem + PROBE_PML4_ADDR, PROBE_PDPT_ADDR | X86_PTE_P | X86_PTE_RW | X86_PTE_US);
+    put_u64(mem + PROBE_PDPT_ADDR, PROBE_PD_ADDR | X86_PTE_P | X86_PTE_RW | X86_PTE_US);
+    put_u64(mem + PROBE_PD_ADDR, PROBE_PT_ADDR | X86_PTE_P | X86_PTE_RW | X86_PTE_US);
     for (size_t i = 0; i < ARRAY_SIZE(probe_pages); i++)
         put_u64(mem + PROBE_PT_ADDR + (probe_pages[i].addr >> 12) * 8,
                 probe_pages[i].addr | probe_pages[i].flags);
@@ -167,26 +154,10 @@ int probe_build_image(uint8_t *mem, size_t len)
     return 0;
 }
 
-static struct kvm_segment flat_segment(uint16_t selector, uint8_t type, bool code64)
-{
-    return (struct kvm_segment){
-        .base = 0,
-        .limit = 0xffffffff,
-        .selector = selector,
-        .type = type,
-        .present = 1,
-        .dpl = 0,
-        .db = !code64,
-        .s = 1,
-        .l = code64,
-        .g = 1,
-    };
-}
-
 void probe_boot_state(struct kvm_regs *regs, struct kvm_sregs *sregs,
                       struct kvm_msr_entry msrs[PROBE_NMSRS])
 {
-    struct kvm_segment data = flat_segment(PROBE_SEL_KDATA, 0x3, false);
+    struct kvm_segment data = x86_flat_segment(PROBE_SEL_KDATA, 0x3, false);
 
     memset(regs, 0, sizeof(*regs));
     regs->rip = PROBE_ENTRY;
@@ -194,7 +165,7 @@ void probe_boot_state(struct kvm_regs *regs, struct kvm_sregs *sregs,
     regs->rflags = 0x2;
 
     memset(sregs, 0, sizeof(*sregs));
-    sregs->cs = flat_segment(PROBE_SEL_KCODE, 0xb, true);
+    sregs->cs = x86_flat_segment(PROBE_SEL_KCODE, 0xb, true);
     sregs->ds = sregs->es = sregs->fs = sregs->gs = sregs->ss = data;
     sregs->tr = (struct kvm_segment){.base = PROBE_TSS_ADDR,
                                      .limit = TSS_LIMIT,
@@ -205,10 +176,10 @@ void probe_boot_state(struct kvm_regs *regs, struct kvm_sregs *sregs,
     sregs->ldt = (struct kvm_segment){.limit = 0xffff, .type = 0x2, .present = 1};
     sregs->gdt = (struct kvm_dtable){.base = PROBE_GDT_ADDR, .limit = PROBE_GDT_SIZE - 1};
     sregs->idt = (struct kvm_dtable){.base = PROBE_IDT_ADDR, .limit = PROBE_NVECTORS * 16 - 1};
-    sregs->cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
+    sregs->cr0 = X86_CR0_PE | X86_CR0_MP | X86_CR0_ET | X86_CR0_NE | X86_CR0_WP | X86_CR0_PG;
     sregs->cr3 = PROBE_PML4_ADDR;
-    sregs->cr4 = CR4_PAE;
-    sregs->efer = EFER_SCE | EFER_LME | EFER_LMA;
+    sregs->cr4 = X86_CR4_PAE;
+    sregs->efer = X86_EFER_SCE | X86_EFER_LME | X86_EFER_LMA;
 
     memset(msrs, 0, PROBE_NMSRS * sizeof(msrs[0]));
     msrs[0] = (struct kvm_msr_entry){.index = MSR_STAR, .data = PROBE_STAR};

@@ -197,6 +197,8 @@ struct vcpu {
     bool thread_started;
     _Atomic bool state_wanted; /* the poller asks: report your run state at the next exit */
     _Atomic int stopped;       /* -1 unknown, 1 halted with interrupts off or never started */
+    _Atomic int tid;           /* the vCPU thread's kernel id, 0 until it runs */
+    uint64_t poll_cpu_ns;      /* its CPU time at the previous stop poll (poller's own) */
     _Atomic bool paused;       /* held outside KVM_RUN by vcpus_pause() */
     _Atomic bool exited;       /* the thread has left its run loop */
     _Atomic uint64_t exits[VCPU_EXIT_KINDS];
@@ -257,10 +259,12 @@ int vcpu_set_boot_state(struct vcpu *vcpu, const struct kvm_regs *regs,
 int vcpus_start(struct vm *vm);
 /* Makes every vCPU thread leave KVM_RUN and exit, then joins them. Idempotent. */
 void vcpus_stop(struct vm *vm);
-/* Asks every vCPU to report whether it is halted with interrupts off (or never started), and
- * returns true if the previous round found all of them so: the guest has stopped for good
- * (Linux without ACPI ends a poweroff this way). Called periodically from the event loop. */
-bool vcpus_poll_stopped(struct vm *vm);
+/* Asks every quiet vCPU whether it is halted with interrupts off (or never started), and
+ * returns true if the previous round found all of them so: the guest has stopped for good (Linux
+ * without ACPI ends a poweroff this way). A vCPU that ran guest code for more than an eighth of
+ * `period_ns` since the last call is busy, so it is left in the guest instead of being kicked
+ * out to answer. Called every period_ns from the event loop. */
+bool vcpus_poll_stopped(struct vm *vm, uint64_t period_ns);
 /* Logs a vCPU's registers, segments and control registers (for fatal exits). */
 void vcpu_dump(struct vcpu *vcpu);
 /* Kicks every vCPU out of KVM_RUN and holds it there; returns once all are held (or gone), with

@@ -6,18 +6,6 @@
 #include "lib/lib.h"
 #include "x86.h"
 
-#define CR0_PE   (1ULL << 0)
-#define CR0_ET   (1ULL << 4)
-#define CR0_NE   (1ULL << 5)
-#define CR0_PG   (1ULL << 31)
-#define CR4_PAE  (1ULL << 5)
-#define EFER_LME (1ULL << 8)
-#define EFER_LMA (1ULL << 10)
-
-#define PTE_P  (1ULL << 0)
-#define PTE_RW (1ULL << 1)
-#define PTE_PS (1ULL << 7) /* in a page directory entry: a 2 MiB page */
-
 #define SEL_CODE    0x10 /* __BOOT_CS */
 #define SEL_DATA    0x18 /* __BOOT_DS */
 #define SEL_TSS     0x20
@@ -80,6 +68,22 @@ static struct kvm_segment seg_from_desc(uint64_t d, uint16_t selector)
     return s;
 }
 
+struct kvm_segment x86_flat_segment(uint16_t selector, uint8_t type, bool code64)
+{
+    return (struct kvm_segment){
+        .base = 0,
+        .limit = 0xffffffff,
+        .selector = selector,
+        .type = type,
+        .present = 1,
+        .dpl = 0,
+        .db = !code64,
+        .s = 1,
+        .l = code64,
+        .g = 1,
+    };
+}
+
 /* PML4[0] -> PDPT, PDPT[0..3] -> four page directories of 2 MiB pages: [0, 4 GiB) identity. */
 static int write_page_tables(struct guest_mem *mem)
 {
@@ -91,11 +95,11 @@ static int write_page_tables(struct guest_mem *mem)
         return -ENOMEM;
     memset(pml4, 0, 4096);
     memset(pdpt, 0, 4096);
-    pml4[0] = X86_PDPT_ADDR | PTE_P | PTE_RW;
+    pml4[0] = X86_PDPT_ADDR | X86_PTE_P | X86_PTE_RW;
     for (uint64_t i = 0; i < 4; i++)
-        pdpt[i] = (X86_PD_ADDR + i * 4096) | PTE_P | PTE_RW;
+        pdpt[i] = (X86_PD_ADDR + i * 4096) | X86_PTE_P | X86_PTE_RW;
     for (uint64_t i = 0; i < 4 * 512; i++)
-        pd[i] = (i << 21) | PTE_P | PTE_RW | PTE_PS;
+        pd[i] = (i << 21) | X86_PTE_P | X86_PTE_RW | X86_PTE_PS;
     return 0;
 }
 
@@ -132,16 +136,16 @@ int x86_boot_cpu_state(struct guest_mem *mem, const struct x86_boot_info *info,
     regs->rip = info->entry;
     if (pvh) {
         /* PVH: 32-bit protected mode, paging off, CR4 zero, EBX = hvm_start_info. */
-        sregs->cr0 = CR0_PE | CR0_ET;
+        sregs->cr0 = X86_CR0_PE | X86_CR0_ET;
         regs->rbx = info->boot_struct;
         return 0;
     }
     if (write_page_tables(mem) < 0)
         return -ENOMEM;
     sregs->cr3 = X86_PML4_ADDR;
-    sregs->cr4 = CR4_PAE;
-    sregs->cr0 = CR0_PE | CR0_ET | CR0_NE | CR0_PG;
-    sregs->efer = EFER_LME | EFER_LMA;
+    sregs->cr4 = X86_CR4_PAE;
+    sregs->cr0 = X86_CR0_PE | X86_CR0_ET | X86_CR0_NE | X86_CR0_PG;
+    sregs->efer = X86_EFER_LME | X86_EFER_LMA;
     regs->rsi = info->boot_struct;
     regs->rsp = X86_BOOT_STACK_TOP;
     regs->rbp = X86_BOOT_STACK_TOP;

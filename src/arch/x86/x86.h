@@ -39,6 +39,22 @@
 #define X86_IDENTITY_MAP_ADDR 0xfeffc000ULL /* KVM_SET_IDENTITY_MAP_ADDR: one page */
 #define X86_TSS_ADDR          0xfeffd000ULL /* KVM_SET_TSS_ADDR: three pages */
 
+/* Architectural bits (Intel SDM vol. 3) for code that builds page tables and boot CPU state. */
+#define X86_CR0_PE   (1ULL << 0)  /* protected mode */
+#define X86_CR0_MP   (1ULL << 1)  /* monitor coprocessor */
+#define X86_CR0_ET   (1ULL << 4)  /* extension type (reads as 1) */
+#define X86_CR0_NE   (1ULL << 5)  /* native x87 errors */
+#define X86_CR0_WP   (1ULL << 16) /* ring 0 honours read-only pages */
+#define X86_CR0_PG   (1ULL << 31) /* paging */
+#define X86_CR4_PAE  (1ULL << 5)
+#define X86_EFER_SCE (1ULL << 0) /* SYSCALL/SYSRET */
+#define X86_EFER_LME (1ULL << 8)
+#define X86_EFER_LMA (1ULL << 10)
+#define X86_PTE_P    (1ULL << 0) /* present */
+#define X86_PTE_RW   (1ULL << 1) /* writable */
+#define X86_PTE_US   (1ULL << 2) /* user-accessible */
+#define X86_PTE_PS   (1ULL << 7) /* in a page directory entry: a 2 MiB page */
+
 /* Legacy ports. */
 #define X86_PORT_COM1        0x3f8
 #define X86_IRQ_COM1         4
@@ -101,6 +117,10 @@ int x86_load_kernel(struct guest_mem *mem, const struct x86_boot_config *cfg,
  * fills the BSP's registers for info->mode. Returns 0 or -ENOMEM if low memory is missing. */
 int x86_boot_cpu_state(struct guest_mem *mem, const struct x86_boot_info *info,
                        struct kvm_regs *regs, struct kvm_sregs *sregs);
+/* A flat ring-0 segment register: base 0, 4 GiB limit with page granularity, present, type
+ * `type` (0xb code, 0x3 data); code64 makes it a 64-bit code segment (L set, D/B clear). For
+ * hand-built guests (doctor probe, unikernel) whose GDT holds the matching descriptors. */
+struct kvm_segment x86_flat_segment(uint16_t selector, uint8_t type, bool code64);
 /* FPU state every vCPU starts with (x87 control word 0x37f, MXCSR 0x1f80). */
 void x86_fpu_init(struct kvm_fpu *fpu);
 /* LAPIC set-up: LINT0 as ExtINT, LINT1 as NMI, as a PC BIOS leaves them. */

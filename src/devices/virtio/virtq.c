@@ -357,11 +357,15 @@ void virtq_set_notify(struct virtq *q, bool enable)
         __atomic_thread_fence(__ATOMIC_SEQ_CST);
 }
 
-size_t iov_copy_from(const struct iovec *iov, unsigned niov, size_t offset, void *buf, size_t len)
+/* Copies between a flat buffer and the bytes of an iovec that start `offset` bytes in;
+ * to_iov picks the direction. Returns how many bytes were copied. */
+static size_t iov_copy(const struct iovec *iov, unsigned niov, size_t offset, uint8_t *buf,
+                       size_t len, bool to_iov)
 {
     size_t done = 0;
 
     for (unsigned i = 0; i < niov && done < len; i++) {
+        uint8_t *part;
         size_t n;
 
         if (offset >= iov[i].iov_len) {
@@ -371,31 +375,25 @@ size_t iov_copy_from(const struct iovec *iov, unsigned niov, size_t offset, void
         n = iov[i].iov_len - offset;
         if (n > len - done)
             n = len - done;
-        memcpy((uint8_t *)buf + done, (const uint8_t *)iov[i].iov_base + offset, n);
+        part = (uint8_t *)iov[i].iov_base + offset;
+        if (to_iov)
+            memcpy(part, buf + done, n);
+        else
+            memcpy(buf + done, part, n);
         done += n;
         offset = 0;
     }
     return done;
 }
 
+size_t iov_copy_from(const struct iovec *iov, unsigned niov, size_t offset, void *buf, size_t len)
+{
+    return iov_copy(iov, niov, offset, buf, len, false);
+}
+
 size_t iov_copy_to(const struct iovec *iov, unsigned niov, size_t offset, const void *buf,
                    size_t len)
 {
-    size_t done = 0;
-
-    for (unsigned i = 0; i < niov && done < len; i++) {
-        size_t n;
-
-        if (offset >= iov[i].iov_len) {
-            offset -= iov[i].iov_len;
-            continue;
-        }
-        n = iov[i].iov_len - offset;
-        if (n > len - done)
-            n = len - done;
-        memcpy((uint8_t *)iov[i].iov_base + offset, (const uint8_t *)buf + done, n);
-        done += n;
-        offset = 0;
-    }
-    return done;
+    /* buf is only read when to_iov is set. */
+    return iov_copy(iov, niov, offset, (uint8_t *)buf, len, true);
 }
