@@ -15,10 +15,31 @@ fail() {
 }
 
 # run NAME EXPECTED_CODE CMD...: runs CMD with stdout+stderr in $OUT/NAME.log, checks the code.
+# A command still running after KILN_TEST_TIMEOUT seconds (default 300) is a hang: the threads'
+# kernel stacks go into its log (to tell a wedged process from a stalled test bed), then it is
+# killed and the test fails with status 137. The watchdog polls once a second and ends by itself
+# within a second of the command.
 run() {
     _name=$1 _want=$2
     shift 2
-    "$@" >"$OUT/$_name.log" 2>&1 </dev/null
+    "$@" >"$OUT/$_name.log" 2>&1 </dev/null &
+    _pid=$!
+    (
+        _n=0
+        while [ "$_n" -lt "${KILN_TEST_TIMEOUT:-300}" ]; do
+            sleep 1
+            kill -0 "$_pid" 2>/dev/null || exit 0
+            _n=$((_n + 1))
+        done
+        echo "lib.sh: still running after ${KILN_TEST_TIMEOUT:-300} s; thread states:"
+        for _t in /proc/"$_pid"/task/*; do
+            echo "  $(cat "$_t/comm" 2>/dev/null) $(cut -d' ' -f3 "$_t/stat" 2>/dev/null)" \
+                "wchan=$(cat "$_t/wchan" 2>/dev/null)"
+            sed 's/^/      /' "$_t/stack" 2>/dev/null | head -12
+        done
+        kill -KILL "$_pid" 2>/dev/null
+    ) >>"$OUT/$_name.log" 2>&1 &
+    wait "$_pid"
     _got=$?
     [ "$_got" = "$_want" ] && return 0
     fail "$_name" "exit code $_got, expected $_want"
