@@ -289,7 +289,7 @@ static void concurrent_requests_on_one_handle(void **state)
     (void)state;
     for (int i = 0; i < 16; i++) {
         w[i] = (struct worker){.sb = sb};
-        snprintf(w[i].word, sizeof(w[i].word), "worker-%0*d", i + 1, i);
+        snprintf(w[i].word, sizeof(w[i].word), "worker-%02d-%.*s", i, i + 1, "abcdefghijklmnop");
         pthread_create(&t[i], NULL, worker_main, &w[i]);
     }
     for (int i = 0; i < 16; i++) {
