@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # run.sh: the unikernel benchmark (docs/benchmarks.md): process start -> exit of `kiln unikernel
 # hello.elf` (median of N >= 30 runs, kiln's own set-up time before the first KVM_RUN from
-# --stats), beside QEMU booting the same ELF through its PVH entry, on this host's /dev/kvm; then
-# the same in the test bed with `kiln run` of the default Linux image to init beside it (this
-# host's PVM cannot run Linux). Prints the tables and saves the JSON to $BUILD/bench/unikernel.json.
+# --stats) with the static kiln, and beside it the dynamic kiln and --full-teardown (A/B of this
+# build's two start and exit paths) and QEMU booting the same ELF through its PVH entry, on this
+# host's /dev/kvm; then the same in the test bed with `kiln run` of the default Linux image to init
+# beside it (this host's PVM cannot run Linux). Prints the tables and saves the JSON to $BUILD/bench/unikernel.json.
 # Environment: UKBENCH_N (default 30), UKBENCH_LINUX_N (default 10), UKBENCH_TESTBED=0 to skip
 # the test bed, BUILD.
 set -uo pipefail
@@ -15,7 +16,8 @@ out=$BUILD/bench
 qemu=$(command -v qemu-system-x86_64 || true)
 die() { echo "bench/unikernel: $*" >&2; exit 1; }
 [[ "$N" =~ ^[1-9][0-9]*$ ]] || die "UKBENCH_N must be a positive number, not '$N'"
-[ -x "$BUILD/kiln" ] && [ -r "$BUILD/unikernel/hello.elf" ] || die "run 'make BUILD=$BUILD kiln unikernel-guests' first"
+[ -x "$BUILD/kiln" ] && [ -x "$BUILD/kiln-static" ] && [ -r "$BUILD/unikernel/hello.elf" ] ||
+    die "run 'make BUILD=$BUILD kiln kiln-static unikernel-guests' first"
 mkdir -p "$out"
 gcc -std=gnu11 -O2 -Wall -Wextra -Werror -static -o "$out/ukbench" bench/unikernel/ukbench.c -lm ||
     die "building the harness failed"
@@ -27,7 +29,12 @@ trap 'rm -f "$log"' EXIT
 echo "== this host ($(hostname), $(nproc) CPUs, its own /dev/kvm: PVM), N=$N"
 {
     "$out/ukbench" -n "$N" --name "kiln unikernel hello (host KVM)" --stats "$out/uk-stats.json" \
+        -- "$BUILD/kiln-static" unikernel --stats "$out/uk-stats.json" "$BUILD/unikernel/hello.elf"
+    "$out/ukbench" -n "$N" --name "  same, dynamic kiln (host KVM)" --stats "$out/uk-stats.json" \
         -- "$BUILD/kiln" unikernel --stats "$out/uk-stats.json" "$BUILD/unikernel/hello.elf"
+    "$out/ukbench" -n "$N" --name "  same, --full-teardown (host KVM)" \
+        --stats "$out/uk-stats.json" -- "$BUILD/kiln-static" unikernel --full-teardown \
+        --stats "$out/uk-stats.json" "$BUILD/unikernel/hello.elf"
     # QEMU's firmware cannot run on PVM: QEMU's PVH path is measured with TCG here (a peer of a
     # different kind: emulation), and with KVM in the test bed.
     # isa-debug-exit turns the guest's exit(0) into QEMU's exit code 1.
@@ -43,7 +50,8 @@ if [ "${UKBENCH_TESTBED:-1}" != 0 ]; then
     [ -r "$fw" ] || fw=/usr/share/qemu/bios-microvm.bin
     tests/testbed/run.sh --timeout "${UKBENCH_TIMEOUT:-900}" \
         --payload "$out/ukbench:bench/ukbench" \
-        --payload "$BUILD/kiln:bench/kiln" \
+        --payload "$BUILD/kiln-static:bench/kiln" \
+        --payload "$BUILD/kiln:bench/kiln-dynamic" \
         --payload "$BUILD/unikernel/hello.elf:bench/hello.elf" \
         --payload "$BUILD/guest/vmlinux:bench/guest/vmlinux" \
         --payload "$BUILD/guest/initramfs.cpio.gz:bench/guest/initramfs.cpio.gz" \
@@ -52,6 +60,10 @@ if [ "${UKBENCH_TESTBED:-1}" != 0 ]; then
         -- sh -c "cd /payload/bench && ./kiln doctor --quiet;
             ./ukbench -n $N --name 'kiln unikernel hello (test bed)' --stats /tmp/s.json \
                 -- ./kiln unikernel --stats /tmp/s.json hello.elf;
+            ./ukbench -n $N --name '  same, dynamic kiln (test bed)' --stats /tmp/s.json \
+                -- ./kiln-dynamic unikernel --stats /tmp/s.json hello.elf;
+            ./ukbench -n $N --name '  same, --full-teardown (test bed)' --stats /tmp/s.json \
+                -- ./kiln unikernel --full-teardown --stats /tmp/s.json hello.elf;
             ./ukbench -n $LN --name 'kiln run Linux to init (test bed)' --stats /tmp/r.json \
                 --marker KILN-BENCH-42 --expect 3 --timeout 60 -- ./kiln run --stats /tmp/r.json \
                 --kernel guest/vmlinux --initrd guest/initramfs.cpio.gz \
@@ -59,7 +71,7 @@ if [ "${UKBENCH_TESTBED:-1}" != 0 ]; then
             ./ukbench -n $N --name 'QEMU microvm PVH hello (test bed KVM)' \
                 --marker 'Hello from a kiln unikernel' --expect 1 -- ./qemu/qemu-system-x86_64 \
                 -L ./qemu/share $(echo $QEMU_ARGS) -accel kvm -cpu host -kernel hello.elf" |
-        tee -a "$log" | grep -E '^(kiln|QEMU|ukbench|testbed)' 
+        tee -a "$log" | grep -E '^(kiln|  same|QEMU|ukbench|testbed)' 
 fi
 
 {
@@ -82,5 +94,11 @@ q_t = med("QEMU microvm PVH hello (test bed KVM)")
 if uk_h and q_h: print(f"host: QEMU PVH (TCG) / kiln unikernel = {q_h / uk_h:.1f}x")
 if uk_t and lin_t: print(f"test bed: kiln run Linux to init / kiln unikernel = {lin_t / uk_t:.1f}x (target >= 20x)")
 if uk_t and q_t: print(f"test bed: QEMU PVH (KVM) / kiln unikernel = {q_t / uk_t:.1f}x")
+for place, tag in (("host", "host KVM"), ("test bed", "test bed")):
+    base = med(f"kiln unikernel hello ({tag})")
+    for what in ("dynamic kiln", "--full-teardown"):
+        other = med(f"  same, {what} ({tag})")
+        if base and other:
+            print(f"{place}: {what} costs {other - base:+.2f} ms ({other / base:.2f}x)")
 PY
 echo "JSON saved to $out/unikernel.json"

@@ -287,7 +287,7 @@ static int setup_io(struct vm *vm, struct uk_hvc *h, struct uk_uart *uart)
     return ret;
 }
 
-int uk_run(const struct uk_config *cfg, uint64_t start_ns)
+int uk_run(const struct uk_config *cfg, uint64_t start_ns, int kept_fds[UK_KEPT_FDS])
 {
     struct uk_times t = {.start = start_ns};
     struct uk_hvc h = {.argv = cfg->argv,
@@ -368,7 +368,16 @@ out:
     t.end = time_now_ns();
     write_stats(cfg, code, &t, &h);
     uk_files_close_all(&h.files);
-    vm_destroy(vm);
+    for (unsigned i = 0; i < UK_KEPT_FDS; i++)
+        kept_fds[i] = -1;
+    if (cfg->keep_vm && vm) {
+        kept_fds[0] = vm->kvm_fd;
+        kept_fds[1] = vm->vm_fd;
+        kept_fds[2] = vm->vcpus ? vm->vcpus[0].fd : -1;
+        kept_fds[3] = vm->mem.fd;
+    } else {
+        vm_destroy(vm);
+    }
     file_unmap(elf, len);
     return code;
 }

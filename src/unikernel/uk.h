@@ -127,9 +127,15 @@ struct uk_config {
     bool trace;
     const char *stats_path; /* NULL: none; JSON written at exit */
     const char *kvm_path;   /* NULL: /dev/kvm */
+    /* Return with the VM's descriptors and memory still open (everything else released): for a
+     * caller that exits at once and leaves KVM's teardown to a helper (tools/unikernel.c). */
+    bool keep_vm;
 };
 
-/* Loads and runs the unikernel; returns the exit code (guest code or UK_EXIT_* or VM_EXIT_*). */
-int uk_run(const struct uk_config *cfg, uint64_t start_ns);
+/* Loads and runs the unikernel; returns the exit code (guest code or UK_EXIT_* or VM_EXIT_*).
+ * With cfg->keep_vm, kept_fds receives the descriptors left open for the VM (KVM, VM, vCPU, RAM
+ * memfd; -1 where none), for the caller's teardown helper. */
+#define UK_KEPT_FDS 4
+int uk_run(const struct uk_config *cfg, uint64_t start_ns, int kept_fds[UK_KEPT_FDS]);
 
 #endif

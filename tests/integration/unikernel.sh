@@ -53,6 +53,20 @@ run stats 0 $UK --stats "$OUT/uk-stats.json" "$U/hello.elf" &&
         pass stats; else fail stats "stats: $(cat "$OUT/uk-stats.json")"; fi
 check timeout 124 'timeout expired' $UK --timeout 1 "$U/compute.elf" -- 100000000
 
+# ---- exit path: kiln exits before KVM's teardown (a helper finishes it) unless --full-teardown --
+check full_teardown 0 '^Hello from a kiln unikernel$' $UK --full-teardown "$U/hello.elf"
+run full_teardown_code 7 $UK --full-teardown "$U/exit.elf" -- 7 && pass full_teardown_code
+# The last log line and the guest's output are out before the exit; a pipe reader sees EOF.
+check exit_log 0 'guest ended: guest-exit \(exit code 0\)' $UK -v "$U/hello.elf"
+check exit_pipe 0 '^Hello from a kiln unikernel:0$' sh -c \
+    "$UK '$U/hello.elf' | { read -r line; echo \"\$line:\$?\"; cat; }"
+# Back-to-back runs while earlier VMs may still be tearing down.
+i=0
+while [ $i -lt 20 ] && $UK "$U/exit.elf" -- 3 >/dev/null 2>&1 </dev/null; [ $? = 3 ]; do
+    i=$((i + 1))
+done
+if [ $i = 20 ]; then pass exit_repeat; else fail exit_repeat "run $((i + 1)) of 20 failed"; fi
+
 # ---- usage ------------------------------------------------------------------------------------
 check help 0 'APP.elf' $UK --help
 check no_elf 2 'no APP.elf given' $UK
