@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "arch/x86/x86.h"
 #include "lib/lib.h"
 #include "uk.h"
 
@@ -19,21 +20,10 @@
 #define SEL_DATA 0x10
 #define SEL_TSS  0x18
 
-#define CR0_PE         (1ULL << 0)
-#define CR0_MP         (1ULL << 1)
-#define CR0_ET         (1ULL << 4)
-#define CR0_NE         (1ULL << 5)
-#define CR0_WP         (1ULL << 16)
-#define CR0_PG         (1ULL << 31)
-#define CR4_PAE        (1ULL << 5)
+/* CR4 bits only the unikernel sets: SSE state saved and SIMD exceptions reported, so a runtime
+ * built with SSE works. */
 #define CR4_OSFXSR     (1ULL << 9)
 #define CR4_OSXMMEXCPT (1ULL << 10)
-#define EFER_LME       (1ULL << 8)
-#define EFER_LMA       (1ULL << 10)
-
-#define PTE_P  (1ULL << 0)
-#define PTE_RW (1ULL << 1)
-#define PTE_PS (1ULL << 7)
 
 #define TSS_LIMIT 0x67
 
@@ -76,32 +66,16 @@ static int write_page_tables(struct guest_mem *mem)
     memset(pml4, 0, 4096);
     memset(pdpt, 0, 4096);
     memset(pd, 0, UK_NPD * 4096);
-    pml4[0] = UK_PDPT_ADDR | PTE_P | PTE_RW;
+    pml4[0] = UK_PDPT_ADDR | X86_PTE_P | X86_PTE_RW;
     for (uint64_t i = 0; i < UK_NPD; i++)
-        pdpt[i] = (UK_PD_ADDR + i * 4096) | PTE_P | PTE_RW;
-    pd[0] = UK_PT0_ADDR | PTE_P | PTE_RW;
+        pdpt[i] = (UK_PD_ADDR + i * 4096) | X86_PTE_P | X86_PTE_RW;
+    pd[0] = UK_PT0_ADDR | X86_PTE_P | X86_PTE_RW;
     for (uint64_t i = 1; i < npages; i++)
-        pd[i] = (i << 21) | PTE_P | PTE_RW | PTE_PS;
+        pd[i] = (i << 21) | X86_PTE_P | X86_PTE_RW | X86_PTE_PS;
     pt[0] = 0;
     for (uint64_t i = 1; i < 512; i++)
-        pt[i] = (i << 12) | PTE_P | PTE_RW;
+        pt[i] = (i << 12) | X86_PTE_P | X86_PTE_RW;
     return 0;
-}
-
-static struct kvm_segment segment(uint16_t sel, uint8_t type, bool code)
-{
-    return (struct kvm_segment){
-        .base = 0,
-        .limit = 0xffffffff,
-        .selector = sel,
-        .type = type,
-        .present = 1,
-        .dpl = 0,
-        .db = code ? 0 : 1,
-        .s = 1,
-        .l = code ? 1 : 0,
-        .g = 1,
-    };
 }
 
 int uk_boot_setup(struct guest_mem *mem, const struct uk_image *img,
@@ -118,8 +92,9 @@ int uk_boot_setup(struct guest_mem *mem, const struct uk_image *img,
 
     memset(regs, 0, sizeof(*regs));
     memset(sregs, 0, sizeof(*sregs));
-    sregs->cs = segment(SEL_CODE, 0xb, true);
-    sregs->ds = sregs->es = sregs->fs = sregs->gs = sregs->ss = segment(SEL_DATA, 0x3, false);
+    sregs->cs = x86_flat_segment(SEL_CODE, 0xb, true);
+    sregs->ds = sregs->es = sregs->fs = sregs->gs = sregs->ss =
+        x86_flat_segment(SEL_DATA, 0x3, false);
     sregs->tr = (struct kvm_segment){
         .base = UK_TSS_ADDR, .limit = TSS_LIMIT, .selector = SEL_TSS, .type = 0xb, .present = 1};
     sregs->ldt = (struct kvm_segment){.limit = 0xffff, .type = 2, .present = 1};
@@ -127,10 +102,10 @@ int uk_boot_setup(struct guest_mem *mem, const struct uk_image *img,
     sregs->gdt.limit = 5 * 8 - 1;
     sregs->idt.base = 0;
     sregs->idt.limit = 0; /* any exception before the guest installs an IDT triple-faults */
-    sregs->cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_PG;
+    sregs->cr0 = X86_CR0_PE | X86_CR0_MP | X86_CR0_ET | X86_CR0_NE | X86_CR0_WP | X86_CR0_PG;
     sregs->cr3 = UK_PML4_ADDR;
-    sregs->cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
-    sregs->efer = EFER_LME | EFER_LMA;
+    sregs->cr4 = X86_CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT;
+    sregs->efer = X86_EFER_LME | X86_EFER_LMA;
 
     regs->rflags = 2;
     regs->rip = img->entry;
