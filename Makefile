@@ -16,7 +16,7 @@ TOOL_OBJS := $(TOOL_SRCS:%.c=$(BUILD)/obj/%.o)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 
 .SECONDARY:
-.PHONY: all kiln guest-tests unit-build unit asan guest testbed check demo integration bench bench-virtio bench-sandbox format lint clean fuzz deps
+.PHONY: all kiln guest-tests unit-build unit asan guest testbed check demo integration bench bench-virtio bench-sandbox bench-unikernel format lint clean fuzz deps
 all: kiln
 kiln: $(BUILD)/kiln
 
@@ -149,6 +149,9 @@ bench-virtio: kiln guest guest-tests
 $(BUILD)/bench/sandboxbench: bench/sandbox/sandboxbench.c $(BUILD)/libkiln-core.a
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS_BASE)) $(CFLAGS) -static -o $@ $^ $(LDLIBS)
+
+bench-unikernel: kiln kiln-static unikernel-guests guest
+	BUILD=$(BUILD) bench/unikernel/run.sh
 
 bench-sandbox: kiln guest guest-tests $(BUILD)/bench/sandboxbench
 	BUILD=$(BUILD) bench/sandbox/run.sh
