@@ -61,7 +61,7 @@ else
     distro=$(tests/testbed/build.sh)/vmlinuz
     for suite in $suites; do
         for attempt in 1 2; do
-            tests/testbed/run.sh --timeout "${KILN_TESTBED_TIMEOUT:-900}" \
+            tests/testbed/run.sh --timeout "${KILN_TESTBED_TIMEOUT:-600}" \
                 --payload "$BUILD/kiln:kiln/build/kiln" \
                 --payload "$BUILD/guest:kiln/build/guest" \
                 --payload "tests:kiln/tests" \
