@@ -20,7 +20,7 @@
 int cmd_run_detached(int argc, char **argv, const struct cli_run *run)
 {
     const char **child = calloc((size_t)argc + 16, sizeof(char *));
-    char bin[PATH_MAX], name[RUNDIR_NAME_MAX + 1], console[PATH_MAX], err[4096], append[8192];
+    char bin[PATH_MAX], name[RUNDIR_NAME_MAX + 1], console[PATH_MAX], err[4096];
     struct kiln_ready_info ready;
     unsigned timeout_ms = KILN_SANDBOX_READY_TIMEOUT_MS;
     pid_t pid;
@@ -56,13 +56,8 @@ int cmd_run_detached(int argc, char **argv, const struct cli_run *run)
         child[n++] = "--console";
         child[n++] = console;
     }
-    /* The guest must start its agent: after the user's own words (the last --append wins). */
-    if (!run->cfg.cmdline) {
-        snprintf(append, sizeof(append), "%s%s" SANDBOX_AGENT_WORDS, run->append ? run->append : "",
-                 run->append ? " " : "");
-        child[n++] = "--append";
-        child[n++] = append;
-    }
+    /* The guest's agent: the default image's /init execs kiln-agent as PID 1 when the command
+     * line has no `--` command, so nothing is added to the user's own words. */
     child[n++] = "--ready-fd";
     child[n++] = "3";
     if (run->cfg.timeout_s && run->cfg.timeout_s * 1000ULL < timeout_ms)

@@ -10,8 +10,9 @@
 
 #include "sandbox/frame.h"
 
-#define AGENT_OUT_HIGH     (1024 * 1024) /* producers pause while this much output is unsent */
-#define AGENT_MAX_REQUESTS 1024          /* open requests per connection */
+#define AGENT_OUT_HIGH     (1024 * 1024)     /* producers pause while this much output is unsent */
+#define AGENT_MAX_REQUESTS 1024              /* open requests per connection */
+#define AGENT_READ_BUDGET  (4 * 1024 * 1024) /* bytes read per connection per loop turn */
 
 /* Logs to stderr (the console when PID 1) with a "kiln-agent: " prefix. */
 void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

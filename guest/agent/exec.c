@@ -1,9 +1,11 @@
-/* exec.c: kiln-agent's EXEC: validates the request, sets up pipes or a PTY, forks the child and
- * switches it to the requested cwd, environment and credentials. A close-on-exec pipe reports a
- * failure before execve (which step, which errno) so the host gets a precise ERROR. */
+/* exec.c: kiln-agent's EXEC: validates the request, sets up pipes or a PTY, starts the child
+ * (vfork-style) and switches it to the requested cwd, environment and credentials. A failure
+ * before execve (which step, which errno) comes back through shared memory so the host gets a
+ * precise ERROR. */
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
+#include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,42 +13,77 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include "agent.h"
 
-struct child_error {
-    int err;
-    char what[120];
-};
-
+/* What the child shares with the agent: clone(CLONE_VM | CLONE_VFORK) runs it in the agent's
+ * memory with the agent suspended until execve or _exit, so it copies no page tables (fork of
+ * the agent cost most of an EXEC round trip under nested virtualization) and reports a failure
+ * by storing err/what here. Everything the child needs is prepared by the parent: it makes only
+ * plain system calls (no malloc, no stdio, no environment changes). */
 struct spawn {
     const struct agent_exec_msg *m;
     const char **argv, **envp;
+    const char *file, *path;   /* execve target: file (with a '/'), else searched in path */
     int fd_in, fd_out, fd_err; /* the child's ends (pipes mode) */
     const char *pty_name;      /* PTY mode: the slave to open */
-    int report;                /* write end of the error pipe */
+    char setgid_what[32], setuid_what[32], chdir_what[120], exec_what[120];
+    int err;          /* set by a failing child: its errno */
+    const char *what; /* and the step */
 };
 
-static void __attribute__((noreturn)) child_fail(const struct spawn *s, const char *what)
+static void __attribute__((noreturn)) child_fail(struct spawn *s, const char *what)
 {
-    struct child_error e = {.err = errno};
-    snprintf(e.what, sizeof(e.what), "%s", what);
-    ssize_t n = write(s->report, &e, sizeof(e));
-    (void)n;
+    s->err = errno ? errno : EIO;
+    s->what = what;
     _exit(127);
 }
 
-/* Runs in the child after fork: never returns. Single-threaded, so libc calls are safe. */
-static void __attribute__((noreturn)) child(const struct spawn *s)
+/* execvp with the request's PATH (from its final environment), not the agent's. */
+static void exec_search(struct spawn *s)
 {
-    char what[sizeof(((struct child_error *)0)->what)];
+    char buf[PATH_MAX];
+    size_t flen = strlen(s->file);
+    int err = ENOENT;
+    if (strchr(s->file, '/')) {
+        execve(s->file, (char *const *)s->argv, (char *const *)s->envp);
+        return;
+    }
+    for (const char *p = s->path, *z; flen < NAME_MAX; p = z + 1) {
+        z = strchrnul(p, ':');
+        size_t dlen = (size_t)(z - p);
+        if (dlen + 1 + flen < sizeof(buf)) {
+            memcpy(buf, p, dlen);
+            buf[dlen] = '/';
+            memcpy(buf + dlen + (dlen > 0), s->file, flen + 1);
+            execve(buf, (char *const *)s->argv, (char *const *)s->envp);
+            if (errno == EACCES)
+                err = EACCES;
+            else if (errno != ENOENT && errno != ENOTDIR)
+                err = errno;
+        }
+        if (!*z)
+            break;
+    }
+    errno = err;
+}
+
+static int child(void *arg)
+{
+    struct spawn *s = arg;
     sigset_t all;
     sigemptyset(&all);
-    sigprocmask(SIG_SETMASK, &all, NULL);
-    for (int sig = 1; sig < NSIG; sig++)
-        signal(sig, SIG_DFL); /* the agent ignores SIGPIPE; ignoring survives execve */
+    /* the agent ignores SIGPIPE, and an ignored signal survives execve: back to default with
+     * the raw call (libc's sigaction may take locks in the shared memory) */
+    struct {
+        unsigned long handler, flags, restorer, mask;
+    } dfl = {0};
+    for (int sig = 1; sig < 65; sig++)
+        syscall(SYS_rt_sigaction, sig, &dfl, NULL, 8);
+    syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, NULL, 8);
     if (setsid() < 0)
         child_fail(s, "setsid");
     if (s->pty_name) {
@@ -70,32 +107,68 @@ static void __attribute__((noreturn)) child(const struct spawn *s)
     }
     umask(022);
     const struct kiln_agent_exec *h = &s->m->h;
-    if (h->flags & KILN_AGENT_EXEC_ENV_CLEAR)
-        clearenv();
-    for (unsigned i = 0; i < h->envc; i++)
-        if (putenv((char *)s->envp[i]) != 0)
-            child_fail(s, "putenv");
-    /* credentials first: the cwd must be reachable by the user, not by root */
+    /* credentials first: the cwd must be reachable by the user, not by root; raw calls, as
+     * libc's set*id synchronize threads through shared state */
     if (h->uid || h->gid) {
-        if (setgroups(0, NULL) < 0)
+        if (syscall(SYS_setgroups, 0, NULL) < 0)
             child_fail(s, "setgroups");
-        snprintf(what, sizeof(what), "setgid %u", h->gid);
-        if (setgid(h->gid) < 0)
-            child_fail(s, what);
-        snprintf(what, sizeof(what), "setuid %u", h->uid);
-        if (setuid(h->uid) < 0)
-            child_fail(s, what);
+        if (syscall(SYS_setgid, h->gid) < 0)
+            child_fail(s, s->setgid_what);
+        if (syscall(SYS_setuid, h->uid) < 0)
+            child_fail(s, s->setuid_what);
     }
-    snprintf(what, sizeof(what), "chdir %s", s->m->cwd);
     if (chdir(s->m->cwd) < 0)
-        child_fail(s, what);
-    snprintf(what, sizeof(what), "execve %s",
-             h->flags & KILN_AGENT_EXEC_SHELL ? "/bin/sh" : s->argv[0]);
-    if (h->flags & KILN_AGENT_EXEC_SHELL)
-        execv("/bin/sh", (char *const *)s->argv);
-    else
-        execvp(s->argv[0], (char *const *)s->argv);
-    child_fail(s, what);
+        child_fail(s, s->chdir_what);
+    exec_search(s);
+    child_fail(s, s->exec_what);
+}
+
+/* The child's environment: the agent's own unless ENV_CLEAR, then the request's entries (a
+ * later entry of the same name wins, as putenv did). NULL when out of memory. */
+static const char **child_env(const struct agent_exec_msg *m, const char **req, const char **path)
+{
+    size_t n = 0, k = 0;
+    bool keep = !(m->h.flags & KILN_AGENT_EXEC_ENV_CLEAR);
+    for (char **e = environ; keep && *e; e++)
+        n++;
+    const char **env = calloc(n + m->h.envc + 1, sizeof(*env));
+    if (!env)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strcspn(environ[i], "=");
+        bool over = false;
+        for (unsigned j = 0; j < m->h.envc && !over; j++)
+            over = !strncmp(req[j], environ[i], len) && req[j][len] == '=';
+        if (!over)
+            env[k++] = environ[i];
+    }
+    for (unsigned j = 0; j < m->h.envc; j++) {
+        size_t len = strcspn(req[j], "=");
+        bool later = false;
+        for (unsigned l = j + 1; l < m->h.envc && !later; l++)
+            later = !strncmp(req[l], req[j], len) && req[l][len] == '=';
+        if (!later)
+            env[k++] = req[j];
+    }
+    *path = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    for (size_t i = 0; i < k; i++)
+        if (!strncmp(env[i], "PATH=", 5))
+            *path = env[i] + 5;
+    return env;
+}
+
+/* Starts the child; 0 with *pid, or -errno of clone (s->err tells a failure of the child). */
+static int spawn_child(struct spawn *s, pid_t *pid)
+{
+    static uint8_t stack[64 * 1024] __attribute__((aligned(16)));
+    const struct kiln_agent_exec *h = &s->m->h;
+    snprintf(s->setgid_what, sizeof(s->setgid_what), "setgid %u", h->gid);
+    snprintf(s->setuid_what, sizeof(s->setuid_what), "setuid %u", h->uid);
+    snprintf(s->chdir_what, sizeof(s->chdir_what), "chdir %s", s->m->cwd);
+    snprintf(s->exec_what, sizeof(s->exec_what), "execve %s", s->file);
+    s->err = 0;
+    *pid = clone(child, stack + sizeof(stack), CLONE_VM | CLONE_VFORK | SIGCHLD, s);
+    return *pid < 0 ? -errno : 0;
 }
 
 static void close_fd(int *fd)
@@ -176,7 +249,8 @@ int exec_start(struct req *r, const uint8_t *p, uint32_t len)
     const char **vec = calloc((size_t)h->argc + 3, sizeof(*vec)), **argv = vec;
     const char **envp = calloc((size_t)h->envc + 1, sizeof(*envp));
     char pty_name[64];
-    int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, rep[2] = {-1, -1};
+    const char **env = NULL;
+    int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1};
     const char *what = "pipe";
     int e = 0;
     if (!vec || !envp) {
@@ -191,7 +265,13 @@ int exec_start(struct req *r, const uint8_t *p, uint32_t len)
     } else {
         argv += 2;
     }
-    struct spawn s = {.m = &m, .argv = argv, .envp = envp, .fd_in = -1};
+    struct spawn s = {.m = &m, .argv = argv, .fd_in = -1};
+    s.file = h->flags & KILN_AGENT_EXEC_SHELL ? "/bin/sh" : argv[0];
+    if (!(s.envp = env = child_env(&m, envp, &s.path))) {
+        e = -ENOMEM;
+        what = "memory";
+        goto fail;
+    }
     if (r->pty) {
         what = "pty";
         if ((e = open_pty(r, h, pty_name, sizeof(pty_name))))
@@ -211,33 +291,17 @@ int exec_start(struct req *r, const uint8_t *p, uint32_t len)
         r->in.fd = in[1];
         out[0] = err[0] = in[1] = -1;
     }
-    if (pipe2(rep, O_CLOEXEC) < 0) {
-        e = -errno;
-        goto fail;
-    }
-    s.report = rep[1];
     r->start_ns = agent_now_ns();
-    pid_t pid = fork();
-    if (pid == 0)
-        child(&s);
-    if (pid < 0) {
-        e = -errno;
-        what = "fork";
+    pid_t pid;
+    if ((e = spawn_child(&s, &pid))) {
+        what = "clone";
         goto fail;
     }
-    close_fd(&rep[1]);
     close_fd(&in[0]);
     close_fd(&out[1]);
     close_fd(&err[1]);
-    struct child_error ce;
-    ssize_t n;
-    do
-        n = read(rep[0], &ce, sizeof(ce));
-    while (n < 0 && errno == EINTR);
-    close_fd(&rep[0]);
-    if (n > 0) { /* the child failed before execve; the reaper collects it as an orphan */
-        ce.what[sizeof(ce.what) - 1] = 0;
-        req_fail_errno(r, ce.err, ce.what);
+    if (s.err) { /* the child failed before execve; the reaper collects it as an orphan */
+        req_fail_errno(r, s.err, s.what);
         goto out;
     }
     r->pid = pid;
@@ -266,10 +330,10 @@ out:
         close_fd(&in[i]);
         close_fd(&out[i]);
         close_fd(&err[i]);
-        close_fd(&rep[i]);
     }
     free(vec);
     free(envp);
+    free(env);
     return 0;
 }
 

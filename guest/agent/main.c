@@ -30,8 +30,11 @@ struct vsock_addr {
 #ifndef AF_VSOCK
 #define AF_VSOCK 40
 #endif
-#define VSOCK_CID_ANY  (-1U)
-#define VSOCK_CID_HOST 2
+#define VSOCK_SO_BUFFER_SIZE     0 /* SO_VM_SOCKETS_BUFFER_SIZE */
+#define VSOCK_SO_BUFFER_MAX_SIZE 2 /* SO_VM_SOCKETS_BUFFER_MAX_SIZE */
+#define AGENT_VSOCK_BUFFER       (2ULL * 1024 * 1024)
+#define VSOCK_CID_ANY            (-1U)
+#define VSOCK_CID_HOST           2
 
 static uint64_t boottime_us(void)
 {
@@ -73,6 +76,13 @@ static void on_listen(struct watch *w, uint32_t events)
                 agent_log("accept: %s", strerror(errno));
             return;
         }
+        if (w->tag == AF_VSOCK) {
+            /* A deeper receive buffer than vsock's 256 KiB default: the host keeps streaming
+             * while the agent writes a FILE_DATA frame out (max first: size may not exceed it). */
+            unsigned long long sz = AGENT_VSOCK_BUFFER;
+            setsockopt(fd, AF_VSOCK, VSOCK_SO_BUFFER_MAX_SIZE, &sz, sizeof(sz));
+            setsockopt(fd, AF_VSOCK, VSOCK_SO_BUFFER_SIZE, &sz, sizeof(sz));
+        }
         int err = conn_new(fd, false);
         if (err)
             agent_log("connection dropped: %s", strerror(-err));
@@ -83,12 +93,13 @@ static struct watch sig_watch = {.fd = -1}, listen_watch = {.fd = -1};
 
 static int listen_on(int fd, const struct sockaddr *sa, socklen_t len, const char *what)
 {
+    int family = sa->sa_family;
     if (bind(fd, sa, len) < 0 || listen(fd, 64) < 0) {
         agent_log("%s: %s", what, strerror(errno));
         close(fd);
         return -1;
     }
-    listen_watch = (struct watch){.fd = fd, .fn = on_listen};
+    listen_watch = (struct watch){.fd = fd, .fn = on_listen, .tag = family};
     return loop_add(&listen_watch, EPOLLIN);
 }
 

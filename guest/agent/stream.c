@@ -85,6 +85,13 @@ void exec_pump(struct req *r)
         if (r->out[i].fd >= 0)
             loop_set(&r->out[i], r->out_credit[i] > 0 && conn_room(r->conn) > 0 ? EPOLLIN : 0);
     }
+    /* Both outputs at their end usually means the process is gone: collecting it here rather
+     * than at its SIGCHLD puts the END frames and EXIT into one write to the host. */
+    if (!r->reaped && r->pid > 0 && r->out_end[0] && r->out_end[1]) {
+        int status;
+        if (waitpid(r->pid, &status, WNOHANG) == r->pid)
+            exec_reaped(r, status);
+    }
     if (r->reaped && r->out_end[0] && r->out_end[1] && !r->done)
         send_exit(r);
 }

@@ -213,13 +213,15 @@ static int build_argv(const struct kiln_sandbox_config *cfg, const char *bin, co
         }
         argv[n++] = *a;
     }
-    if (snprintf(bufs[3], PATH_MAX, "%s%s%s", cfg->append ? cfg->append : "",
-                 cfg->append && *cfg->append ? " " : "", SANDBOX_AGENT_WORDS) >= PATH_MAX) {
-        snprintf(err, errlen, "the kernel command-line words in append are too long");
-        return -E2BIG;
+    /* No `--` command: the default image's /init then execs kiln-agent as PID 1. */
+    if (cfg->append && *cfg->append) {
+        if (snprintf(bufs[3], PATH_MAX, "%s", cfg->append) >= PATH_MAX) {
+            snprintf(err, errlen, "the kernel command-line words in append are too long");
+            return -E2BIG;
+        }
+        argv[n++] = "--append";
+        argv[n++] = bufs[3];
     }
-    argv[n++] = "--append";
-    argv[n++] = bufs[3];
     argv[n++] = "--ready-fd";
     argv[n++] = "3";
     argv[n] = NULL;

@@ -23,9 +23,6 @@
  * flooding a request the host does not drain fails the connection instead of growing memory. */
 #define AGENT_QUEUE_MAX        (16u * 1024 * 1024)
 #define AGENT_HELLO_TIMEOUT_MS 10000
-/* The kernel command-line words with which the default image's /init hands over to kiln-agent
- * (appended after any of the caller's). */
-#define SANDBOX_AGENT_WORDS "-- exec /sbin/kiln-agent"
 
 /* One frame queued for the request it names. */
 struct agent_msg {

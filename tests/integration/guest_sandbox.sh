@@ -40,7 +40,12 @@ for i in 1 2 3 4; do grep -q "^sandbox-$i" "$OUT/four.$i" && ok=$((ok + 1)); don
 if [ $ok = 4 ]; then pass four_sandboxes; else fail four_sandboxes "$ok of 4: $(cat "$OUT"/four.*)"; fi
 
 # ---- a named sandbox ----
-check run_detach 0 "^$N\$" "$KILN" run --name "$N" --detach --mem 512M
+# kiln-agent is PID 1 (no `--` command) and still gets /init's /config/init.env variables.
+printf 'KILN_SBX_VAR=from-init-env\n' >"$OUT/init.env"
+check run_detach 0 "^$N\$" "$KILN" run --name "$N" --detach --mem 512M \
+    --file "config/init.env=$OUT/init.env"
+check agent_pid1_env 0 '^kiln-agent from-init-env$' \
+    "$KILN" exec "$N" -- sh -c 'echo $(cat /proc/1/comm) $KILN_SBX_VAR'
 check ls_running 0 "^$N +[0-9]+ +running" "$KILN" ls
 check exec_named 0 '^named$' "$KILN" exec "$N" -- echo named
 check exec_tty 0 '^/dev/pts/[0-9]+' "$KILN" exec -t "$N" -- tty
