@@ -24,6 +24,18 @@ uint64_t agent_deadline(unsigned timeout_ms)
     return timeout_ms ? time_now_ns() + (uint64_t)timeout_ms * 1000000ULL : 0;
 }
 
+int agent_wait_readable(int fd, uint64_t deadline_ns)
+{
+    uint64_t now = time_now_ns();
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+
+    if (now >= deadline_ns)
+        return -ETIMEDOUT;
+    if (poll(&pfd, 1, (int)((deadline_ns - now) / 1000000 + 1)) < 0 && errno != EINTR)
+        return -errno;
+    return 0;
+}
+
 int conn_stream_index(uint32_t type)
 {
     switch (type) {

@@ -1,7 +1,6 @@
 /* dial.c: reaching a guest vsock port from the host through the VM's hybrid vsock socket
  * (docs/vsock.md): connect to the Unix socket, "CONNECT <port>\n", then "OK <n>\n". */
 #include <errno.h>
-#include <poll.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -30,14 +29,11 @@ static int read_line(int fd, char *line, size_t cap, uint64_t deadline)
     size_t n = 0;
 
     while (n + 1 < cap) {
-        uint64_t now = time_now_ns();
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
         ssize_t r;
+        int ret = agent_wait_readable(fd, deadline);
 
-        if (now >= deadline)
-            return -ETIMEDOUT;
-        if (poll(&pfd, 1, (int)((deadline - now) / 1000000 + 1)) < 0 && errno != EINTR)
-            return -errno;
+        if (ret < 0)
+            return ret;
         r = recv(fd, line + n, 1, MSG_DONTWAIT);
         if (r == 0)
             return -ECONNREFUSED; /* the VMM closes when the guest refuses the port */

@@ -37,6 +37,9 @@ struct agent_req;
 
 /* CLOCK_MONOTONIC deadline timeout_ms from now; 0 (no deadline) when timeout_ms is 0. */
 uint64_t agent_deadline(unsigned timeout_ms);
+/* Waits until fd is readable (or has hung up) or deadline_ns passes. Returns 0 (also on EINTR:
+ * the caller retries), -ETIMEDOUT, or -errno from poll. */
+int agent_wait_readable(int fd, uint64_t deadline_ns);
 
 /* ---- connection (conn.c) ---------------------------------------------------------------------
  * Takes ownership of fd (a connected stream), does the HELLO exchange (within timeout_ms) and

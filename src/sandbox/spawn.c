@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -111,14 +110,11 @@ static int wait_ready(int fd, uint64_t deadline, char *line, size_t cap)
     size_t n = 0;
 
     while (n + 1 < cap) {
-        uint64_t now = time_now_ns();
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
         ssize_t r;
+        int ret = agent_wait_readable(fd, deadline);
 
-        if (now >= deadline)
-            return -ETIMEDOUT;
-        if (poll(&pfd, 1, (int)((deadline - now) / 1000000 + 1)) < 0 && errno != EINTR)
-            return -errno;
+        if (ret < 0)
+            return ret;
         r = read(fd, line + n, cap - 1 - n);
         if (r == 0)
             return -ECHILD;

@@ -45,6 +45,16 @@ static void *buffer(struct uk_hvc *h, uint64_t gpa, uint64_t len)
     return guest_mem_ptr(h->mem, gpa, len);
 }
 
+/* The path argument of OPEN and UNLINK: a length within 1..KILN_HVC_MAX_PATH and bytes inside
+ * guest RAM. Returns 0 with *path set, or the stop code of a malformed call or a bad pointer. */
+static int path_arg(struct uk_hvc *h, unsigned nr, uint64_t gpa, uint64_t len, const char **path)
+{
+    if (len == 0 || len > KILN_HVC_MAX_PATH)
+        return bad_call(h, nr, "path length outside 1..KILN_HVC_MAX_PATH");
+    *path = buffer(h, gpa, len);
+    return *path ? 0 : bad_pointer(h, nr, "path", gpa, len);
+}
+
 static int std_fd(const struct uk_hvc *h, uint64_t fd, bool writing)
 {
     if (fd == 0)
@@ -162,11 +172,9 @@ static int call(struct uk_hvc *h, unsigned nr, uint64_t gpa, int64_t *result)
     case KILN_HVC_OPEN: {
         ARGS(struct kiln_hvc_open);
         const char *path;
-        if (a.path_len == 0 || a.path_len > KILN_HVC_MAX_PATH)
-            return bad_call(h, nr, "path length outside 1..KILN_HVC_MAX_PATH");
-        path = buffer(h, a.path, a.path_len);
-        if (!path)
-            return bad_pointer(h, nr, "path", a.path, a.path_len);
+        int stopped_path = path_arg(h, nr, a.path, a.path_len, &path);
+        if (stopped_path)
+            return stopped_path;
         *result = a.ret = uk_files_open(&h->files, path, a.path_len, a.flags, a.mode);
         DONE();
         return 0;
@@ -174,11 +182,9 @@ static int call(struct uk_hvc *h, unsigned nr, uint64_t gpa, int64_t *result)
     case KILN_HVC_UNLINK: {
         ARGS(struct kiln_hvc_unlink);
         const char *path;
-        if (a.path_len == 0 || a.path_len > KILN_HVC_MAX_PATH)
-            return bad_call(h, nr, "path length outside 1..KILN_HVC_MAX_PATH");
-        path = buffer(h, a.path, a.path_len);
-        if (!path)
-            return bad_pointer(h, nr, "path", a.path, a.path_len);
+        int stopped_path = path_arg(h, nr, a.path, a.path_len, &path);
+        if (stopped_path)
+            return stopped_path;
         *result = a.ret = uk_files_unlink(&h->files, path, a.path_len);
         DONE();
         return 0;
