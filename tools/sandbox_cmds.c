@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -182,11 +183,15 @@ int cmd_ls(int argc, char **argv)
         enum kiln_vm_state state;
         const char *what = "stale";
         kiln_ctl *ctl;
+        struct stat st;
         pid_t pid;
 
         if (!rundir_name_valid(e->d_name))
             continue;
         snprintf(dir, sizeof(dir), "%s/%s", base, e->d_name);
+        /* Only directories are VMs (the doctor's probe cache lives beside them as a file). */
+        if (stat(dir, &st) < 0 || !S_ISDIR(st.st_mode))
+            continue;
         pid = live_pid(dir);
         if (pid > 0) {
             what = "running";
