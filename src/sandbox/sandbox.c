@@ -169,6 +169,16 @@ int kiln_sandbox_attach(const char *name, kiln_sandbox **out, char *err, size_t 
 }
 
 /* The `kiln run` command line of a sandbox; strings point into cfg or bufs. */
+/* True if the kernel command-line words hold a standalone `--`: the default /init would run what
+ * follows it instead of exec'ing kiln-agent. */
+static bool has_init_command(const char *words)
+{
+    for (const char *p = words; (p = strstr(p, "--")) != NULL; p += 2)
+        if ((p == words || p[-1] == ' ') && (p[2] == '\0' || p[2] == ' '))
+            return true;
+    return false;
+}
+
 static int build_argv(const struct kiln_sandbox_config *cfg, const char *bin, const char *name,
                       char bufs[4][PATH_MAX], const char *argv[MAX_VMM_ARGS], char *err,
                       size_t errlen)
@@ -215,6 +225,13 @@ static int build_argv(const struct kiln_sandbox_config *cfg, const char *bin, co
     }
     /* No `--` command: the default image's /init then execs kiln-agent as PID 1. */
     if (cfg->append && *cfg->append) {
+        if (has_init_command(cfg->append)) {
+            snprintf(err, errlen,
+                     "append '%s' holds a `--` command for /init, which would run instead of "
+                     "kiln-agent; give kernel parameters only and run commands with kiln_exec",
+                     cfg->append);
+            return -EINVAL;
+        }
         if (snprintf(bufs[3], PATH_MAX, "%s", cfg->append) >= PATH_MAX) {
             snprintf(err, errlen, "the kernel command-line words in append are too long");
             return -E2BIG;

@@ -673,6 +673,22 @@ static void missing_kiln_binary_is_named(void **state)
     assert_int_equal(kiln_sandbox_attach("no/such", &sb, err, sizeof(err)), -EINVAL);
 }
 
+/* A `--` command in the kernel words would make /init run it instead of kiln-agent. */
+static void init_command_in_append_is_refused(void **state)
+{
+    static const char *const bad[] = {"-- ls", "quiet --", "a -- b"};
+    struct kiln_sandbox_config cfg = {.kiln_bin = "/bin/true"};
+    kiln_sandbox *sb;
+    char err[512];
+
+    (void)state;
+    for (unsigned i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        cfg.append = bad[i];
+        assert_int_equal(kiln_sandbox_create(&cfg, &sb, err, sizeof(err)), -EINVAL);
+        assert_non_null(strstr(err, "holds a `--` command"));
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -689,6 +705,7 @@ int main(void)
         cmocka_unit_test(ready_line_parses_strictly),
         cmocka_unit_test(detach_options_are_checked),
         cmocka_unit_test(missing_kiln_binary_is_named),
+        cmocka_unit_test(init_command_in_append_is_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
