@@ -67,7 +67,9 @@ fi
 
 # bw=1M: reading 4 MiB past the page cache takes about 3 s (the bucket starts with 1 MiB). Only
 # a loose lower bound: the test bed is slow, never fast.
-THROTTLE='read a _ </proc/uptime; dd if=/dev/vda of=/dev/null bs=1048576 count=4 iflag=direct 2>/dev/null; read b _ </proc/uptime; echo elapsed_cs=$((${b%.*}${b#*.} - ${a%.*}${a#*.}))'
+# /proc/uptime reads S.CC: seconds and centiseconds are combined as numbers ("1CC" - "1CC"), so a
+# guest that boots in under a second ("0.85") or a "0.08" fraction is never read as octal.
+THROTTLE='read a _ </proc/uptime; dd if=/dev/vda of=/dev/null bs=1048576 count=4 iflag=direct 2>/dev/null; read b _ </proc/uptime; echo elapsed_cs=$(((${b%.*} - ${a%.*}) * 100 + 1${b#*.} - 1${a#*.}))'
 if run throttled 0 "$KILN" run $T --disk "$OUT/b.img,bw=1M" --append "-- \"$THROTTLE\"" &&
     expect throttled 'elapsed_cs=[0-9]+'; then
     cs=$(sed -n 's/.*elapsed_cs=\([0-9]*\).*/\1/p' "$OUT/throttled.log" | head -n 1)
