@@ -43,6 +43,9 @@ static void on_timeout(void *opaque, uint32_t events)
     if (read(m->timeout_fd, &ticks, sizeof(ticks)) != sizeof(ticks))
         return;
     log_warn("machine: --timeout of %u s expired; stopping the VM", m->cfg->timeout_s);
+    /* A guest that hangs is often waiting for a device: say where each queue stood. */
+    for (unsigned i = 0; i < m->nvirtio; i++)
+        virtio_dev_log_state(m->virtio[i]);
     vm_request_exit(m->vm, VM_EXIT_TIMEOUT);
 }
 

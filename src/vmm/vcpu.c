@@ -127,6 +127,13 @@ void vcpu_dump(struct vcpu *vcpu)
     log_error("vcpu:   gdt base=%#llx limit=%#x idt base=%#llx limit=%#x",
               (unsigned long long)s.gdt.base, s.gdt.limit, (unsigned long long)s.idt.base,
               s.idt.limit);
+    /* AMD's KVM reinitialises the VMCB on a shutdown exit: what reads back is the reset state. */
+    if (r.rip == 0xfff0 && s.cs.base == 0xffff0000 && !(s.cr0 & 1))
+        log_error(
+            "vcpu %u: these are the registers of a CPU just reset (KVM on AMD resets the vCPU "
+            "when the guest triple-faults): the faulting state is lost; the guest's console "
+            "may say more",
+            vcpu->index);
 }
 
 /* Answers the stop poller: is this vCPU parked for good (HLT with interrupts off, or an

@@ -6,11 +6,20 @@ FAILED_NAMES=""
 OUT=$(mktemp -d /tmp/kiln-it.XXXXXX)
 trap 'rm -rf "$OUT"' EXIT
 
-pass() { PASSED=$((PASSED + 1)); echo "PASS $1"; }
+# A test whose command ran for 2 s or more says how long (to find what makes a suite slow).
+pass() {
+    PASSED=$((PASSED + 1))
+    if [ "$1" = "${_last_name:-}" ] && [ "${_last_secs:-0}" -ge 2 ]; then
+        echo "PASS $1 (${_last_secs} s)"
+    else
+        echo "PASS $1"
+    fi
+}
 fail() {
     FAILED=$((FAILED + 1))
     FAILED_NAMES="$FAILED_NAMES $1"
-    echo "FAIL $1: $2"
+    if [ "$1" = "${_last_name:-}" ]; then echo "FAIL $1: $2 (after ${_last_secs} s)"
+    else echo "FAIL $1: $2"; fi
     if [ -f "$OUT/$1.log" ]; then tail -n 30 "$OUT/$1.log" | sed 's/^/    | /'; fi
 }
 
@@ -22,6 +31,7 @@ fail() {
 run() {
     _name=$1 _want=$2
     shift 2
+    _t0=$(date +%s)
     "$@" >"$OUT/$_name.log" 2>&1 </dev/null &
     _pid=$!
     (
@@ -41,6 +51,7 @@ run() {
     ) >>"$OUT/$_name.log" 2>&1 &
     wait "$_pid"
     _got=$?
+    _last_name=$_name _last_secs=$(($(date +%s) - _t0))
     [ "$_got" = "$_want" ] && return 0
     fail "$_name" "exit code $_got, expected $_want"
     return 1

@@ -54,15 +54,24 @@ if [ "$mode" = never ]; then
         "$suite" "$BUILD" || status=1
     done
 else
-    # One test-bed boot per suite, and a suite that fails is run once more in a fresh test bed.
-    # The emulated test bed is not perfectly reliable under load (docs/testbed.md: QEMU's TCG
-    # emulating nested SVM has stalled whole test beds, panicked the test bed's kernel once, and
-    # left a nested guest without progress): a stall then costs one suite's timeout, and a retry
-    # that passes is reported as such, first failure included, never hidden.
+    # One test-bed boot per suite, KILN_TESTBED_JOBS of them at once (default: one per host CPU;
+    # a test bed is one emulated CPU, docs/testbed.md), each suite's output printed whole, in
+    # order, once it ends. A suite that fails is run once more in a fresh test bed: the emulated
+    # test bed is not perfectly reliable (docs/testbed.md, "Stalls, watchdogs and retries"), so a
+    # retry that passes is reported as such, first failure included, never hidden.
     distro=$(tests/testbed/build.sh)/vmlinuz
-    for suite in $suites; do
+    jobs=${KILN_TESTBED_JOBS:-$(nproc 2>/dev/null || echo 1)}
+    [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || {
+        echo "integration: KILN_TESTBED_JOBS must be a positive number, not '$jobs'" >&2
+        exit 2
+    }
+    logs=$(mktemp -d "${TMPDIR:-/tmp}/kiln-suites.XXXXXX")
+    trap 'kill $(jobs -p) 2>/dev/null; rm -rf "$logs"' EXIT
+    # run_suite INDEX SUITE: both attempts, output to $logs/INDEX.log, status to $logs/INDEX.rc.
+    run_suite() {
+        local i=$1 suite=$2 attempt rc why
         for attempt in 1 2; do
-            tests/testbed/run.sh --timeout "${KILN_TESTBED_TIMEOUT:-600}" \
+            tests/testbed/run.sh --timeout "${KILN_TESTBED_TIMEOUT:-300}" \
                 --payload "$BUILD/kiln:kiln/build/kiln" \
                 --payload "$BUILD/guest:kiln/build/guest" \
                 --payload "tests:kiln/tests" \
@@ -81,8 +90,25 @@ else
                 echo "integration: $suite failed again: $why"
             fi
         done
-        if [ $rc -ne 0 ]; then status=1
-        elif [ $attempt = 2 ]; then echo "integration: FLAKY $suite passed on its second run"; fi
+        [ $rc -eq 0 ] && [ $attempt = 2 ] && echo "integration: FLAKY $suite passed on its second run"
+        echo "$rc" >"$logs/$i.tmp" && mv "$logs/$i.tmp" "$logs/$i.rc"
+    }
+    read -ra list <<<"$suites"
+    total=${#list[@]} started=0 printed=0
+    while [ $printed -lt $total ]; do
+        finished=$(find "$logs" -name '*.rc' | wc -l)
+        while [ $((started - finished)) -lt "$jobs" ] && [ $started -lt $total ]; do
+            run_suite $started "${list[$started]}" >"$logs/$started.log" 2>&1 </dev/null &
+            started=$((started + 1))
+        done
+        if [ -f "$logs/$printed.rc" ]; then
+            cat "$logs/$printed.log"
+            [ "$(cat "$logs/$printed.rc")" = 0 ] || status=1
+            printed=$((printed + 1))
+            continue
+        fi
+        sleep 1
     done
+    wait
 fi
 exit $status

@@ -8,7 +8,7 @@ usage() {
 usage: tests/testbed/run.sh [OPTIONS] -- CMD [ARGS...]
   --timeout SECONDS   kill the test bed after SECONDS (default 1200); exit 124
   --mem SIZE          guest RAM as QEMU -m takes it (default 4G)
-  --cpus N            vCPUs (default 2)
+  --cpus N            vCPUs (default 1: see docs/testbed.md for why not more)
   --payload SRC[:DEST]  copy file or directory SRC to /payload/DEST (default DEST: SRC's
                       basename; a directory's contents land in DEST, so DIR:. fills /payload)
   --file SRC:DEST     copy file SRC to DEST in the guest (absolute, or relative to /payload)
@@ -31,7 +31,8 @@ die_usage() {
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 timeout=1200
 mem=4G
-cpus=2
+# One vCPU: with two, the nested guests of kiln died under interrupt-heavy load (docs/testbed.md).
+cpus=1
 append=
 payloads=()
 files=()

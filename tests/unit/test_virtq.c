@@ -471,6 +471,32 @@ static void test_total_length(void **state)
     assert_int_equal(F->c.rd_len, UINT32_MAX);
 }
 
+/* The diagnostic line a hung guest's queues are logged with: one chain waiting, one taken and
+ * not completed, one completed; and a queue never set up says so. */
+static void test_describe(void **state)
+{
+    char line[200];
+    struct virtq blank = {0};
+
+    (void)state;
+    F->q.event_idx = true;
+    *used_event() = 7;
+    for (uint16_t i = 0; i < 3; i++) {
+        put_desc(DESC, i, BUF, 8, VRING_DESC_F_WRITE, 0);
+        offer(i);
+    }
+    assert_int_equal(pop(), 1);
+    assert_int_equal(pop(), 1);
+    virtq_push(&F->q, F->c.head, 8);
+    virtq_describe(&F->q, line, sizeof(line));
+    assert_string_equal(line, "avail=3 taken=2 used=1 signalled=none avail_flags=0 used_event=7");
+    assert_true(virtq_should_interrupt(&F->q));
+    virtq_describe(&F->q, line, sizeof(line));
+    assert_string_equal(line, "avail=3 taken=2 used=1 signalled=1 avail_flags=0 used_event=7");
+    virtq_describe(&blank, line, sizeof(line));
+    assert_string_equal(line, "not set up");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -491,6 +517,7 @@ int main(void)
         T(test_indirect_refusals),
         T(test_chain_too_long),
         T(test_total_length),
+        T(test_describe),
 #undef T
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

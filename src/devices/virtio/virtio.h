@@ -93,6 +93,9 @@ void virtq_push(struct virtq *q, uint16_t head, uint32_t written);
 /* True if the driver wants an interrupt for the chains pushed since the previous call (honours
  * VRING_AVAIL_F_NO_INTERRUPT, or used_event with EVENT_IDX). Call once per batch of pushes. */
 bool virtq_should_interrupt(struct virtq *q);
+/* Writes a one-line account of the queue's indices for diagnostics ("avail=12 taken=12 used=11
+ * ..."): the driver's side read racily, which a snapshot for a log line tolerates. */
+void virtq_describe(const struct virtq *q, char *buf, size_t len);
 /* Asks the driver to notify (kick) the device for new chains, or not to bother while the device
  * is draining the queue anyway (used->flags, or avail_event with EVENT_IDX). After enabling,
  * the caller must check virtq_has_work() again: the driver may have added work meanwhile. */
@@ -216,6 +219,10 @@ void virtio_dev_config_changed(struct virtio_dev *dev);
  * resets the device. The VMM and other devices carry on. Any thread, dev->lock held or not. */
 void virtio_dev_fail(struct virtio_dev *dev, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Logs (at warning level) every ready queue's indices, the pending interrupt status and the
+ * counters: called when a VM is stopped for hanging, to tell a request kiln never completed
+ * from a completion the guest never saw. Any thread. */
+void virtio_dev_log_state(const struct virtio_dev *dev);
 /* True once DRIVER_OK is set and the device has not failed: queue processing may run. */
 bool virtio_dev_running(const struct virtio_dev *dev);
 

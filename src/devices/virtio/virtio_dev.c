@@ -53,6 +53,23 @@ static void log_stats(const struct virtio_dev *dev)
              (unsigned long long)atomic_load(&dev->stat_irqs_suppressed));
 }
 
+void virtio_dev_log_state(const struct virtio_dev *dev)
+{
+    char q[200];
+
+    log_warn("virtio-%s: status=%#x isr=%#x failed=%d irqs=%llu suppressed=%llu", dev->name,
+             (unsigned)atomic_load(&dev->status), (unsigned)atomic_load(&dev->isr),
+             (int)atomic_load(&dev->failed), (unsigned long long)atomic_load(&dev->stat_irqs),
+             (unsigned long long)atomic_load(&dev->stat_irqs_suppressed));
+    for (unsigned i = 0; i < dev->nqueues && i < VIRTIO_MAX_QUEUES; i++) {
+        if (!dev->queues[i].ready)
+            continue;
+        virtq_describe(&dev->queues[i], q, sizeof(q));
+        log_warn("virtio-%s: q%u %s kicks=%llu", dev->name, i, q,
+                 (unsigned long long)atomic_load(&dev->stat_kicks[i]));
+    }
+}
+
 void virtio_dev_destroy(struct virtio_dev *dev)
 {
     if (!dev)

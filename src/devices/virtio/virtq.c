@@ -340,6 +340,22 @@ bool virtq_should_interrupt(struct virtq *q)
     return vring_need_event(load16(used_event(q)), now, old);
 }
 
+void virtq_describe(const struct virtq *q, char *buf, size_t len)
+{
+    char sig[16] = "none";
+
+    if (!q->avail || !q->used) {
+        snprintf(buf, len, "not set up");
+        return;
+    }
+    /* "taken - used" chains are with the device; "avail - taken" wait for it. */
+    if (q->signalled_valid)
+        snprintf(sig, sizeof(sig), "%u", q->signalled_used);
+    snprintf(buf, len, "avail=%u taken=%u used=%u signalled=%s avail_flags=%#x used_event=%u",
+             load16(&q->avail->idx), q->last_avail, q->used_idx, sig, load16(&q->avail->flags),
+             q->event_idx ? load16(used_event(q)) : 0);
+}
+
 void virtq_set_notify(struct virtq *q, bool enable)
 {
     if (!q->used)
