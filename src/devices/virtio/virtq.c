@@ -353,7 +353,7 @@ void virtq_describe(const struct virtq *q, char *buf, size_t len)
         snprintf(sig, sizeof(sig), "%u", q->signalled_used);
     snprintf(buf, len, "avail=%u taken=%u used=%u signalled=%s avail_flags=%#x used_event=%u",
              load16(&q->avail->idx), q->last_avail, q->used_idx, sig, load16(&q->avail->flags),
-             q->event_idx ? load16(used_event(q)) : 0);
+             q->event_idx ? (unsigned)load16(used_event(q)) : 0U);
 }
 
 void virtq_set_notify(struct virtq *q, bool enable)
