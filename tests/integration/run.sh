@@ -58,7 +58,9 @@ else
     # a test bed is one emulated CPU, docs/testbed.md), each suite's output printed whole, in
     # order, once it ends. A suite that fails is run once more in a fresh test bed: the emulated
     # test bed is not perfectly reliable (docs/testbed.md, "Stalls, watchdogs and retries"), so a
-    # retry that passes is reported as such, first failure included, never hidden.
+    # retry that passes is reported as such, first failure included, never hidden. A test's
+    # watchdog (lib.sh, 240 s here) fires well before its suite's (480 s), so a wedged kiln gets
+    # its threads' stacks logged and the suite goes on, while a frozen test bed ends the suite.
     distro=$(tests/testbed/build.sh)/vmlinuz
     jobs=${KILN_TESTBED_JOBS:-$(nproc 2>/dev/null || echo 1)}
     [[ "$jobs" =~ ^[1-9][0-9]*$ ]] || {
@@ -71,13 +73,14 @@ else
     run_suite() {
         local i=$1 suite=$2 attempt rc why
         for attempt in 1 2; do
-            tests/testbed/run.sh --timeout "${KILN_TESTBED_TIMEOUT:-300}" \
+            tests/testbed/run.sh --timeout "${KILN_TESTBED_TIMEOUT:-480}" \
                 --payload "$BUILD/kiln:kiln/build/kiln" \
                 --payload "$BUILD/guest:kiln/build/guest" \
                 --payload "tests:kiln/tests" \
                 --payload "$BUILD/it-assets:kiln/build/it-assets" \
                 --payload "$distro:kiln/build/distro-vmlinuz" \
-                -- sh -c "cd /payload/kiln && KILN_DISTRO_KERNEL=build/distro-vmlinuz $suite build"
+                -- sh -c "cd /payload/kiln && KILN_TEST_TIMEOUT=${KILN_TEST_TIMEOUT:-240} \
+                    KILN_DISTRO_KERNEL=build/distro-vmlinuz $suite build"
             rc=$?
             [ $rc -eq 0 ] && break
             case $rc in
