@@ -368,9 +368,10 @@ static void on_conn(struct watch *w, uint32_t events)
             c->broken = true;
         return;
     }
-    if (c->in_len >= AGENT_FRAME_MAX || c->closing) /* not read: the pump will pick it up */
-        if (total == 0 && (events & (EPOLLHUP | EPOLLERR)))
-            c->broken = true;
+    /* Nothing could be read (input full, or closing: the pump carries on) and the peer is gone. */
+    if (total == 0 && (c->in_len >= AGENT_FRAME_MAX || c->closing) &&
+        (events & (EPOLLHUP | EPOLLERR)))
+        c->broken = true;
 }
 
 int conn_new(int fd, bool exit_on_close)

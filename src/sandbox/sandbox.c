@@ -168,7 +168,6 @@ int kiln_sandbox_attach(const char *name, kiln_sandbox **out, char *err, size_t 
     return 0;
 }
 
-/* The `kiln run` command line of a sandbox; strings point into cfg or bufs. */
 /* True if the kernel command-line words hold a standalone `--`: the default /init would run what
  * follows it instead of exec'ing kiln-agent. */
 static bool has_init_command(const char *words)
@@ -178,6 +177,8 @@ static bool has_init_command(const char *words)
             return true;
     return false;
 }
+
+/* The `kiln run` command line of a sandbox; strings point into cfg or bufs. */
 
 static int build_argv(const struct kiln_sandbox_config *cfg, const char *bin, const char *name,
                       char bufs[4][PATH_MAX], const char *argv[MAX_VMM_ARGS], char *err,
