@@ -47,6 +47,8 @@ static const char usage_run[] =
     "  --console FILE     write the guest console to FILE instead of the terminal\n"
     "  --timeout SECONDS  stop the VM after this long (exit code 124)\n"
     "  --no-acpi          no ACPI tables (the MP table still describes the CPUs)\n"
+    "  --no-hugepages     guest RAM on 4 KiB pages (default: 2 MiB pages where the host's\n"
+    "                     shmem_enabled allows them; always 4 KiB with --balloon)\n"
     "  --stats FILE       write a JSON summary (exit, set-up and boot times, RSS) at exit\n"
     "  --kvm PATH         the KVM device (default /dev/kvm)\n"
     "  -v, --verbose      more log output (repeat for debug)\n"

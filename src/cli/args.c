@@ -316,6 +316,8 @@ static int parse_option(int argc, char *const argv[], int *i, struct cli_run *ou
         out->no_rng = true;
     } else if (!strcmp(argv[*i], "--no-acpi")) {
         cfg->acpi = false;
+    } else if (!strcmp(argv[*i], "--no-hugepages")) {
+        cfg->hugepages = false;
     } else if (!strcmp(argv[*i], "-v") || !strcmp(argv[*i], "--verbose")) {
         out->verbosity++;
     } else if (!strcmp(argv[*i], "-q") || !strcmp(argv[*i], "--quiet")) {
@@ -388,6 +390,7 @@ int cli_parse_run(int argc, char *const argv[], struct cli_run *out, char *err, 
     out->cfg.mem_size = CLI_DEFAULT_MEM;
     out->cfg.ncpus = CLI_DEFAULT_CPUS;
     out->cfg.acpi = true;
+    out->cfg.hugepages = true;
 
     for (int i = 0; i < argc; i++) {
         int ret = parse_option(argc, argv, &i, out, err, errlen);

@@ -196,6 +196,24 @@ static void check_userns(struct doctor_report *rep, const char *root)
             "no /proc/sys/user/max_user_namespaces: the kernel lacks user namespaces");
 }
 
+/* Guest RAM is a memfd, so the shared-memory THP policy is the one that gives it 2 MiB pages. */
+static void check_hugepages(struct doctor_report *rep, const char *root)
+{
+    char word[16];
+
+    if (thp_shmem_policy(root, word, sizeof(word)) < 0)
+        add(rep, "huge pages", DOCTOR_MISSING, false,
+            "no /sys/kernel/mm/transparent_hugepage/shmem_enabled: guest RAM on 4 KiB pages");
+    else if (thp_policy_grants_advised(word))
+        add(rep, "huge pages", DOCTOR_OK, false, "shmem_enabled is '%s': guest RAM on 2 MiB pages",
+            word);
+    else
+        add(rep, "huge pages", DOCTOR_WARNING, false,
+            "shmem_enabled is '%s': guest RAM on 4 KiB pages, every first touch a fault; "
+            "'echo advise > /sys/kernel/mm/transparent_hugepage/shmem_enabled'",
+            word);
+}
+
 /* The value of "key\t: value" in the first processor's block of cpuinfo, or "". */
 static void cpuinfo_field(const char *info, const char *key, char *out, size_t len)
 {
@@ -290,6 +308,7 @@ void doctor_collect(struct doctor_report *rep, const char *kvm_path, const char 
     check_device(rep, root, "/dev/vhost-net", "vhost-net (in-kernel virtio-net backend)");
     check_cgroup(rep, root);
     check_userns(rep, root);
+    check_hugepages(rep, root);
     check_cpu(rep, root);
     check_probe(rep, timeout_ms);
 }

@@ -75,6 +75,15 @@ int file_read_all(const char *path, size_t max_size, uint8_t **out, size_t *out_
  * *out_len 0. Returns 0 or -errno; release with file_unmap(). */
 int file_map(const char *path, size_t max_size, const uint8_t **out, size_t *out_len);
 void file_unmap(const uint8_t *map, size_t len);
+/* The host's transparent huge page policy for shared memory (memfds such as guest RAM): the
+ * selected word of /sys/kernel/mm/transparent_hugepage/shmem_enabled ("always within_size
+ * [advise] never deny force") copied to word. thp_policy_select() is the pure parser: 0, or
+ * -EINVAL when the text has no single bracketed word. thp_shmem_policy() reads the file under
+ * root ("" for the live system): 0 or -errno (-ENOENT: a kernel without THP). */
+int thp_policy_select(const char *text, char *word, size_t len);
+int thp_shmem_policy(const char *root, char *word, size_t len);
+/* Whether a policy word gives 2 MiB pages to a mapping advised with MADV_HUGEPAGE. */
+bool thp_policy_grants_advised(const char *word);
 /* Resident memory of this process in KiB from one read of /proc/self/status: kib[0] anonymous,
  * kib[1] file-backed, kib[2] shared (guest RAM is a memfd, so it is the shared part). Zeros when
  * unknown. */

@@ -1,7 +1,9 @@
-/* util.c: size and number parsers, the monotonic clock, and whole-file I/O helpers. */
+/* util.c: size and number parsers, the monotonic clock, whole-file I/O helpers and the host's
+ * huge page policy. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -201,4 +203,42 @@ void proc_rss_kib(uint64_t kib[3])
             if (!strncmp(line, keys[k], strlen(keys[k])))
                 kib[k] = strtoull(line + strlen(keys[k]), NULL, 10);
     fclose(f);
+}
+
+int thp_policy_select(const char *text, char *word, size_t len)
+{
+    const char *open = strchr(text, '['), *close = open ? strchr(open, ']') : NULL;
+
+    if (!open || !close || close == open + 1 || strchr(close, '[') || len == 0)
+        return -EINVAL;
+    size_t n = (size_t)(close - open - 1);
+    if (n >= len || memchr(open + 1, ' ', n))
+        return -EINVAL;
+    memcpy(word, open + 1, n);
+    word[n] = '\0';
+    return 0;
+}
+
+int thp_shmem_policy(const char *root, char *word, size_t len)
+{
+    char path[PATH_MAX], text[160];
+
+    snprintf(path, sizeof(path), "%s/sys/kernel/mm/transparent_hugepage/shmem_enabled", root);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, text, sizeof(text) - 1);
+    int err = n < 0 ? -errno : 0;
+    close(fd);
+    if (err)
+        return err;
+    text[n] = '\0';
+    return thp_policy_select(text, word, len);
+}
+
+bool thp_policy_grants_advised(const char *word)
+{
+    /* "within_size" counts: guest RAM's memfd is sized before it is mapped */
+    return !strcmp(word, "always") || !strcmp(word, "within_size") || !strcmp(word, "advise") ||
+           !strcmp(word, "force");
 }

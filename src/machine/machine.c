@@ -172,11 +172,12 @@ static void write_stats(struct machine *m, int code)
     fprintf(f,
             "{\"exit\":\"%s\",\"exit_code\":%d,\"setup_us\":%.1f,\"boot_timer_us\":%.1f,"
             "\"runtime_us\":%.1f,\"rss_anon_kib\":%llu,\"rss_file_kib\":%llu,"
-            "\"rss_shmem_kib\":%llu",
+            "\"rss_shmem_kib\":%llu,\"guest_page_kib\":%u",
             vm_exit_reason_name((enum vm_exit_reason)code), code,
             first_run ? (double)(first_run - start) / 1e3 : -1.0, boot ? (double)boot / 1e3 : -1.0,
             start ? (double)(time_now_ns() - start) / 1e3 : -1.0, (unsigned long long)rss[0],
-            (unsigned long long)rss[1], (unsigned long long)rss[2]);
+            (unsigned long long)rss[1], (unsigned long long)rss[2],
+            m->vm && m->vm->mem.huge ? 2048u : 4u);
     ready_write_stats(m->ready, f);
     fputs("}\n", f);
     fclose(f);
@@ -258,8 +259,12 @@ int machine_run(const struct machine_config *cfg, uint64_t start_ns)
 {
     struct machine m = {
         .cfg = cfg, .console_fd = -1, .signal_fd = -1, .timeout_fd = -1, .poll_fd = -1};
-    struct vm_config vcfg = {
-        .mem_size = cfg->mem_size, .ncpus = cfg->ncpus, .kvm_path = cfg->kvm_path};
+    /* The balloon gives RAM back in 4 KiB pieces, which khugepaged would fill again to rebuild
+     * the 2 MiB page around them: with a balloon, RAM stays on small pages. */
+    struct vm_config vcfg = {.mem_size = cfg->mem_size,
+                             .ncpus = cfg->ncpus,
+                             .kvm_path = cfg->kvm_path,
+                             .hugepages = cfg->hugepages && !cfg->balloon};
     sigset_t sigs, old;
     char err[256];
     int code = VM_EXIT_ERROR, ret;

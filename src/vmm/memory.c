@@ -1,6 +1,7 @@
 /* memory.c: guest RAM as one memfd, split around the 32-bit MMIO hole, and the checked accessor. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -50,6 +51,15 @@ fail_close:
     close(mem->fd);
     mem->fd = -1;
     return ret;
+}
+
+bool guest_mem_use_hugepages(struct guest_mem *mem, char *policy, size_t len)
+{
+    if (thp_shmem_policy("", policy, len) < 0)
+        snprintf(policy, len, "unknown");
+    mem->huge =
+        thp_policy_grants_advised(policy) && madvise(mem->map, mem->size, MADV_HUGEPAGE) == 0;
+    return mem->huge;
 }
 
 void guest_mem_destroy(struct guest_mem *mem)

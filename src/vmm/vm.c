@@ -110,15 +110,22 @@ static int fail(char *err, size_t errlen, const char *what)
     return ret;
 }
 
-static int setup_memory(struct vm *vm, uint64_t size, char *err, size_t errlen)
+static int setup_memory(struct vm *vm, const struct vm_config *cfg, char *err, size_t errlen)
 {
-    int ret = guest_mem_init(&vm->mem, size, X86_MMIO_HOLE_START);
+    int ret = guest_mem_init(&vm->mem, cfg->mem_size, X86_MMIO_HOLE_START);
+    char policy[16];
 
     if (ret < 0) {
         snprintf(err, errlen, "cannot allocate %llu MiB of guest memory: %s",
-                 (unsigned long long)(size >> 20), strerror(-ret));
+                 (unsigned long long)(cfg->mem_size >> 20), strerror(-ret));
         return ret;
     }
+    /* Before the memory slots, so KVM maps whole 2 MiB pages from the first fault. */
+    if (cfg->hugepages && !guest_mem_use_hugepages(&vm->mem, policy, sizeof(policy)))
+        log_once(LOG_INFO,
+                 "guest RAM on 4 KiB pages: the host's shmem_enabled is '%s' (set 'advise' in "
+                 "/sys/kernel/mm/transparent_hugepage/shmem_enabled for 2 MiB pages)",
+                 policy);
     for (unsigned i = 0; i < vm->mem.nregions; i++) {
         const struct guest_region *r = &vm->mem.regions[i];
         struct kvm_userspace_memory_region slot = {
@@ -215,7 +222,7 @@ static int setup_vm(struct vm *vm, const struct vm_config *cfg, char *err, size_
         return fail(err, errlen, "KVM_CREATE_IRQCHIP");
     if (!cfg->no_irqchip && ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
         return fail(err, errlen, "KVM_CREATE_PIT2");
-    ret = setup_memory(vm, cfg->mem_size, err, errlen);
+    ret = setup_memory(vm, cfg, err, errlen);
     if (ret < 0)
         return ret;
 

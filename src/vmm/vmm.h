@@ -47,6 +47,7 @@ struct guest_mem {
     int fd;        /* the memfd backing all regions, -1 if none */
     uint8_t *map;  /* one mapping of the whole memfd */
     uint64_t size; /* total RAM bytes */
+    bool huge;     /* 2 MiB pages asked for and granted by the host (guest_mem_use_hugepages) */
     unsigned nregions;
     struct guest_region regions[GUEST_MEM_MAX_REGIONS];
 };
@@ -56,6 +57,14 @@ struct guest_mem {
  * Returns 0 or -errno (-EINVAL for a size out of range). */
 int guest_mem_init(struct guest_mem *mem, uint64_t size, uint64_t hole_start);
 void guest_mem_destroy(struct guest_mem *mem);
+/* Asks for 2 MiB transparent huge pages behind guest RAM (MADV_HUGEPAGE). The guest's first
+ * touch of a page costs the host a fault and, under nested virtualization, a nested page-table
+ * exit per host page: with 2 MiB pages a fresh 64 MiB in the test bed cost 0.16 s instead of
+ * 1.7 s, and a boot 0.3 s less (docs/vmm.md). For memfd RAM the host's shmem_enabled policy
+ * decides; kiln only advises. Returns true when the policy grants them (mem->huge), false when
+ * guest RAM stays on 4 KiB pages (*policy says why: "never", "deny", or "unknown" without THP).
+ * Not for RAM given back in 4 KiB pieces (the balloon): khugepaged would refill the holes. */
+bool guest_mem_use_hugepages(struct guest_mem *mem, char *policy, size_t len);
 /* Host pointer for [gpa, gpa+len) if that range lies entirely inside one RAM region, else NULL.
  * len may be 0 (then gpa must still be inside, or at the end of, a region). */
 void *guest_mem_ptr(const struct guest_mem *mem, uint64_t gpa, uint64_t len);
@@ -164,6 +173,7 @@ struct vm_config {
     uint64_t mem_size;    /* bytes of guest RAM */
     unsigned ncpus;       /* 1..X86_MAX_CPUS */
     const char *kvm_path; /* NULL: /dev/kvm */
+    bool hugepages;       /* guest RAM on 2 MiB pages where the host allows (memory.c) */
     /* Unikernel mode (src/unikernel): no in-kernel irqchip, PIT or LAPIC set-up, so HLT exits to
      * userspace and set-up is cheaper; and extra CPUID edits after x86_cpuid_fixup (or NULL). */
     bool no_irqchip;

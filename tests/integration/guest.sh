@@ -19,6 +19,18 @@ check boot_default 0 'hello-from-guest' \
 if grep -Eq '"boot_timer_us":[1-9]' "$OUT/boot.json" 2>/dev/null; then pass boot_timer
 else fail boot_timer "boot timer not written: $(cat "$OUT/boot.json" 2>/dev/null)"; fi
 
+# Guest RAM on 2 MiB pages exactly where the host's shmem policy grants them (the test bed sets
+# 'advise'), and on 4 KiB pages when told (docs/vmm.md).
+policy=$(sed -n 's/.*\[\([a-z_]*\)\].*/\1/p' /sys/kernel/mm/transparent_hugepage/shmem_enabled \
+    2>/dev/null)
+case $policy in always | within_size | advise | force) want=2048 ;; *) want=4 ;; esac
+if grep -q "\"guest_page_kib\":$want[,}]" "$OUT/boot.json" 2>/dev/null; then pass hugepages_policy
+else fail hugepages_policy "shmem_enabled '$policy', want $want: $(cat "$OUT/boot.json")"; fi
+check no_hugepages 0 'small-pages' "$KILN" run $T --no-hugepages --stats "$OUT/small.json" \
+    --append "-- echo small-pages"
+grep -q '"guest_page_kib":4[,}]' "$OUT/small.json" 2>/dev/null ||
+    fail no_hugepages_stats "--no-hugepages: $(cat "$OUT/small.json" 2>/dev/null)"
+
 # The guest sees the CPUs (MP table: the default kernel has no ACPI) and the memory we gave it.
 # As many vCPUs as this place has host CPUs (2 to 4): more vCPUs than host CPUs inside the test
 # bed's emulated nested SVM has been seen to stall the whole test bed.

@@ -58,5 +58,8 @@ if [ -n "$rss0" ] && [ -n "$rss1" ]; then
 else
     fail rss_falls "no rss_shmem_kib in the --stats files"
 fi
+# With a balloon, RAM stays on 4 KiB pages whatever the host allows (docs/vmm.md).
+if grep -q '"guest_page_kib":4[,}]' "$OUT/rss1.json" 2>/dev/null; then pass balloon_small_pages
+else fail balloon_small_pages "--balloon: $(cat "$OUT/rss1.json" 2>/dev/null)"; fi
 
 summary

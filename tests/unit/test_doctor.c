@@ -212,6 +212,8 @@ static void test_host_checks_on_fake_tree(void **state)
                               "7B13\nflags\t\t: fpu svm lm hypervisor\n\nprocessor\t: 1\n");
     put_file("/sys/module/kvm_amd/x", "");
     put_file("/dev/net/tun", ""); /* a regular file is no device */
+    put_file("/sys/kernel/mm/transparent_hugepage/shmem_enabled",
+             "always within_size [advise] never deny force\n");
     doctor_collect(&rep, "/nonexistent/kvm", dir, 100);
 
     assert_int_equal(rep.exit_code, 1);
@@ -233,6 +235,9 @@ static void test_host_checks_on_fake_tree(void **state)
     c = find(&rep, "user namespaces");
     assert_int_equal(c->state, DOCTOR_OK);
     assert_string_equal(c->detail, "unprivileged allowed (up to 63459)");
+    c = find(&rep, "huge pages");
+    assert_int_equal(c->state, DOCTOR_OK);
+    assert_string_equal(c->detail, "shmem_enabled is 'advise': guest RAM on 2 MiB pages");
     c = find(&rep, "cpu");
     assert_int_equal(c->state, DOCTOR_INFO);
     assert_string_equal(c->detail, "AuthenticAMD, AMD EPYC 7B13; svm flag (AMD-V), running under a "
@@ -261,6 +266,8 @@ static void test_host_checks_degraded(void **state)
     assert_int_equal(find(&rep, "user namespaces")->state, DOCTOR_MISSING);
     assert_string_equal(find(&rep, "cpu")->detail, "cannot read /proc/cpuinfo");
     assert_non_null(strstr(find(&rep, "kvm module")->detail, "none of kvm_amd"));
+    assert_int_equal(find(&rep, "huge pages")->state, DOCTOR_MISSING);
+    put_file("/sys/kernel/mm/transparent_hugepage/shmem_enabled", "always [never] deny\n");
 
     put_file("/proc/sys/user/max_user_namespaces", "100\n");
     put_file("/proc/sys/kernel/unprivileged_userns_clone", "0\n");
@@ -268,6 +275,8 @@ static void test_host_checks_degraded(void **state)
     doctor_collect(&rep, "/nonexistent", dir, 100);
     assert_int_equal(find(&rep, "user namespaces")->state, DOCTOR_WARNING);
     assert_int_equal(find(&rep, "cgroup v2")->state, DOCTOR_MISSING);
+    assert_int_equal(find(&rep, "huge pages")->state, DOCTOR_WARNING);
+    assert_non_null(strstr(find(&rep, "huge pages")->detail, "'never': guest RAM on 4 KiB"));
 }
 
 static void test_verdict_lines(void **state)

@@ -147,6 +147,56 @@ static void test_discard(void **state)
     guest_mem_destroy(&mem);
 }
 
+/* The bracketed word of shmem_enabled, and nothing that is not one clean word. */
+static void test_thp_policy_select(void **state)
+{
+    char w[16];
+
+    (void)state;
+    assert_int_equal(thp_policy_select("always within_size [advise] never deny force\n", w, 16), 0);
+    assert_string_equal(w, "advise");
+    assert_true(thp_policy_grants_advised(w));
+    assert_int_equal(thp_policy_select("[never] always\n", w, 16), 0);
+    assert_string_equal(w, "never");
+    assert_false(thp_policy_grants_advised(w));
+    assert_false(thp_policy_grants_advised("deny"));
+    assert_true(thp_policy_grants_advised("within_size"));
+    assert_true(thp_policy_grants_advised("force"));
+    assert_false(thp_policy_grants_advised(""));
+    assert_int_equal(thp_policy_select("always never\n", w, 16), -EINVAL);    /* none chosen */
+    assert_int_equal(thp_policy_select("[always] [never]", w, 16), -EINVAL);  /* two */
+    assert_int_equal(thp_policy_select("[] never", w, 16), -EINVAL);          /* empty */
+    assert_int_equal(thp_policy_select("[al ways] never", w, 16), -EINVAL);   /* two words */
+    assert_int_equal(thp_policy_select("[always never", w, 16), -EINVAL);     /* unclosed */
+    assert_int_equal(thp_policy_select("x [within_size] y", w, 11), -EINVAL); /* too long */
+    assert_int_equal(thp_policy_select("x [within_size] y", w, 12), 0);
+    assert_int_equal(thp_shmem_policy("/nonexistent", w, 16), -ENOENT);
+}
+
+/* Asking for huge pages follows the live host policy and never fails the VM. */
+static void test_use_hugepages(void **state)
+{
+    struct guest_mem mem;
+    char policy[16], live[16];
+
+    (void)state;
+    assert_int_equal(guest_mem_init(&mem, 16 * MiB, HOLE), 0);
+    bool granted = guest_mem_use_hugepages(&mem, policy, sizeof(policy));
+    assert_int_equal(granted, mem.huge);
+    if (thp_shmem_policy("", live, sizeof(live)) == 0) {
+        assert_string_equal(policy, live);
+        assert_int_equal(granted, thp_policy_grants_advised(live));
+    } else {
+        assert_string_equal(policy, "unknown");
+        assert_false(granted);
+    }
+    /* RAM works the same either way */
+    *(uint8_t *)guest_mem_ptr(&mem, 2 * MiB, 1) = 1;
+    assert_int_equal(guest_mem_discard(&mem, 2 * MiB, 4096), 0);
+    assert_int_equal(mem.map[2 * MiB], 0);
+    guest_mem_destroy(&mem);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -155,6 +205,8 @@ int main(void)
         cmocka_unit_test(test_size_limits),
         cmocka_unit_test(test_write),
         cmocka_unit_test(test_discard),
+        cmocka_unit_test(test_thp_policy_select),
+        cmocka_unit_test(test_use_hugepages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
