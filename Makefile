@@ -111,6 +111,10 @@ GUEST_TEST_BINS := $(patsubst tests/guest/%.c,$(BUILD)/guest-tests/%,$(wildcard 
 $(BUILD)/guest-tests/%: tests/guest/%.c $(wildcard tests/guest/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(filter-out -MMD -MP,$(CFLAGS_BASE)) -O2 -static -o $@ $< $(LDLIBS)
+# nop is the smallest static program (bench/sandbox): musl when available, as the agent is.
+$(BUILD)/guest-tests/nop: tests/guest/nop.c
+	@mkdir -p $(dir $@)
+	$(if $(shell command -v musl-gcc),musl-gcc,$(CC)) -std=c11 -Wall -Wextra -Werror -Os -static -s -o $@ $<
 guest-tests: $(GUEST_TEST_BINS)
 
 deps:

@@ -130,6 +130,11 @@ struct kiln_exec_opts {
     const void *stdin_data;  /* kiln_exec: bytes fed to stdin (then EOF); NULL: /dev/null */
     size_t stdin_len;
     size_t max_output; /* kiln_exec: bytes kept per stream, 0: 64 MiB; more is dropped */
+    /* kiln_exec_start returns once the request is sent, without waiting for the guest to start
+     * the process: a start failure then comes from the first kiln_exec_next(), and
+     * kiln_exec_pid() is 0 until an event arrived. The guest sends one message instead of
+     * several for a short command. kiln_exec() always starts this way. */
+    bool lazy_start;
 };
 
 struct kiln_exec_status {

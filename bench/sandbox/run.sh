@@ -21,11 +21,13 @@ die() {
 }
 [ -x "$BUILD/kiln" ] || die "$BUILD/kiln is missing: run 'make kiln'"
 [ -r "$BUILD/guest/initramfs.cpio.gz" ] || die "the guest image is missing: run 'make guest'"
-[ -x "$BUILD/guest-tests/vsock-test" ] || die "$BUILD/guest-tests/vsock-test is missing: run 'make guest-tests'"
+for t in vsock-test nop; do
+    [ -x "$BUILD/guest-tests/$t" ] || die "$BUILD/guest-tests/$t is missing: run 'make guest-tests'"
+done
 make -s BUILD="$BUILD" "$BUILD/bench/sandboxbench" || die "building the harness failed"
 mkdir -p "$out/sandbox-assets/root/usr/bin"
-# The default initramfs plus vsock-test: the guest end of the bare vsock baselines.
-cp "$BUILD/guest-tests/vsock-test" "$out/sandbox-assets/root/usr/bin/"
+# The default initramfs plus vsock-test (the guest end of the bare vsock baselines) and nop.
+cp "$BUILD/guest-tests/vsock-test" "$BUILD/guest-tests/nop" "$out/sandbox-assets/root/usr/bin/"
 (cd "$out/sandbox-assets/root" && find . -mindepth 1 | cpio --quiet -o -H newc --owner 0:0 | gzip -1) \
     >"$out/sandbox-assets/tools.cpio.gz"
 cat "$BUILD/guest/initramfs.cpio.gz" "$out/sandbox-assets/tools.cpio.gz" \

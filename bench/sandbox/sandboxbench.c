@@ -213,11 +213,13 @@ static int running_phase(const struct opts *o, FILE *json)
     double *ex = calloc((size_t)o->m, sizeof(double)), *pg = calloc((size_t)o->m, sizeof(double));
     /* The agent's own account of each exec: child started -> reaped, in the guest's clock. */
     double *gx = calloc((size_t)o->m, sizeof(double));
+    /* and the same for nop, the smallest static program (tests/guest/nop.c) */
+    double *nx = calloc((size_t)o->m, sizeof(double)), *ng = calloc((size_t)o->m, sizeof(double));
     double *rt = calloc((size_t)o->m, sizeof(double)), wr, wr2, rd, rd2, bs, br;
-    const char *argv_true[] = {"true", NULL};
-    struct kiln_exec_opts e = {.argv = argv_true};
+    const char *argv_true[] = {"true", NULL}, *argv_nop[] = {"/usr/bin/nop", NULL};
+    struct kiln_exec_opts e = {.argv = argv_true}, en = {.argv = argv_nop};
     uint8_t *buf = malloc(o->size), *back = NULL, c = 'x';
-    struct stats sx, sg, sp, sr;
+    struct stats sx, sg, sp, sr, snx, sng;
     char err[2048], vsock[256];
     kiln_process *echo;
     kiln_sandbox *sb;
@@ -225,7 +227,8 @@ static int running_phase(const struct opts *o, FILE *json)
     uint64_t t0;
     int fd;
 
-    if (!ex || !gx || !pg || !rt || !buf || kiln_sandbox_create(&cfg, &sb, err, sizeof(err)) < 0) {
+    if (!ex || !gx || !nx || !ng || !pg || !rt || !buf ||
+        kiln_sandbox_create(&cfg, &sb, err, sizeof(err)) < 0) {
         fprintf(stderr, "sandboxbench: cannot start the sandbox: %s\n", err);
         return -1;
     }
@@ -242,6 +245,12 @@ static int running_phase(const struct opts *o, FILE *json)
         t0 = time_now_ns();
         kiln_sandbox_ping(sb, 5000);
         pg[i] = ms_since(t0) * 1000;
+        t0 = time_now_ns();
+        if (kiln_exec(sb, &en, &res) < 0 || res.status.exit_code)
+            return -1;
+        nx[i] = ms_since(t0) * 1000;
+        ng[i] = (double)res.status.runtime_us;
+        kiln_exec_result_free(&res);
     }
     echo = start_guest(sb, "vsock-test serve vsock:5000 echo -n 1 >/dev/null");
     fd = echo ? dial_retry(vsock, 5000) : -1;
@@ -257,6 +266,8 @@ static int running_phase(const struct opts *o, FILE *json)
     sx = summarize(ex, o->m);
     sg = summarize(gx, o->m);
     sp = summarize(pg, o->m);
+    snx = summarize(nx, o->m);
+    sng = summarize(ng, o->m);
     sr = summarize(rt, fd >= 0 ? o->m : 0);
     t0 = time_now_ns();
     wr = kiln_file_write(sb, "/tmp/bench", buf, o->size, NULL) == 0
@@ -293,9 +304,12 @@ static int running_phase(const struct opts *o, FILE *json)
     printf("\nin one running sandbox (%d runs each; microseconds):\n", o->m);
     row("exec `true` round trip", sx, "us");
     row("  of which the guest process", sg, "us");
+    row("exec `nop` round trip", snx, "us");
+    row("  of which the guest process", sng, "us");
     row("agent PING round trip", sp, "us");
     row("bare vsock 1-byte ping-pong", sr, "us");
-    printf("  exec / bare vsock ping-pong (p50)    %.2fx   (target <= 2x)\n", sx.p50 / sr.p50);
+    printf("  exec / bare vsock ping-pong (p50)    %.2fx   (target <= 2x); nop %.2fx\n",
+           sx.p50 / sr.p50, snx.p50 / sr.p50);
     printf("\nfile transfer of %zu MiB (MiB/s):\n", o->size >> 20);
     printf("  host -> guest  kiln_file_write %8.1f   bare vsock %8.1f   ratio %.2f (target >= "
            "0.5)\n",
@@ -312,15 +326,18 @@ static int running_phase(const struct opts *o, FILE *json)
     fprintf(
         json,
         ",\"exec_us\":{\"p50\":%.1f,\"p99\":%.1f,\"min\":%.1f},\"exec_guest_us\":{\"p50\":%.1f},"
+        "\"exec_nop_us\":{\"p50\":%.1f,\"p99\":%.1f},\"exec_nop_guest_us\":{\"p50\":%.1f},"
         "\"ping_us\":{\"p50\":%.1f,\"p99\":%.1f},"
         "\"vsock_rtt_us\":{\"p50\":%.1f,\"p99\":%.1f,\"min\":%.1f},"
         "\"exec_vs_vsock_p50\":%.3f,\"size_mib\":%zu,\"write_mibps\":%.1f,"
         "\"rewrite_mibps\":%.1f,\"vsock_h2g_mibps\":%.1f,\"read_mibps\":%.1f,"
         "\"read_devnull_mibps\":%.1f,\"vsock_g2h_mibps\":%.1f",
-        sx.p50, sx.p99, sx.min, sg.p50, sp.p50, sp.p99, sr.p50, sr.p99, sr.min, sx.p50 / sr.p50,
-        o->size >> 20, wr, wr2, bs, rd, rd2, br);
+        sx.p50, sx.p99, sx.min, sg.p50, snx.p50, snx.p99, sng.p50, sp.p50, sp.p99, sr.p50, sr.p99,
+        sr.min, sx.p50 / sr.p50, o->size >> 20, wr, wr2, bs, rd, rd2, br);
     free(ex);
     free(gx);
+    free(nx);
+    free(ng);
     free(pg);
     free(rt);
     free(buf);

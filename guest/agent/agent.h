@@ -13,6 +13,7 @@
 #define AGENT_OUT_HIGH     (1024 * 1024)     /* producers pause while this much output is unsent */
 #define AGENT_MAX_REQUESTS 1024              /* open requests per connection */
 #define AGENT_READ_BUDGET  (4 * 1024 * 1024) /* bytes read per connection per loop turn */
+#define AGENT_END_HOLD_NS  (10 * 1000000ull) /* how long an END may wait for its EXIT (stream.c) */
 
 /* Logs to stderr (the console when PID 1) with a "kiln-agent: " prefix. */
 void agent_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -57,7 +58,11 @@ struct req {
     struct watch out[2];            /* stdout, stderr (PTY: out[0] is the master) */
     uint64_t out_credit[2];
     bool out_end[2];
-    struct watch in; /* stdin write end (PTY: a dup of the master) */
+    bool out_ready[2];    /* epoll said readable and no read has come back empty since */
+    bool end_held[2];     /* an ended stream's END, waiting to go out with the EXIT */
+    uint64_t end_hold_ns; /* ... but no later than this */
+    uint32_t start_held;  /* LATE_START: the pid whose STARTED goes out with the next frame */
+    struct watch in;      /* stdin write end (PTY: a dup of the master) */
     uint8_t *in_buf;
     size_t in_len;
     /* files */
@@ -101,11 +106,16 @@ bool conns_pump(void);
 /* ---- exec (exec.c: start and child; stream.c: stdin, output, exit) -------------------------- */
 /* Each handler gets a new request (id and type set). Returns 0, or a positive status for a
  * protocol error the connection dies of. */
+/* Notes the signals the agent ignores (SIGPIPE, and any it inherited ignored), which a child
+ * must set back to default: an ignored disposition survives execve. Once, at start-up. */
+void exec_note_ignored_signals(void);
 int exec_start(struct req *r, const uint8_t *p, uint32_t len);
 int exec_stdin(struct req *r, uint16_t flags, const uint8_t *p, uint32_t len);
 void exec_signal(struct req *r, int signo);
 void exec_resize(struct req *r, uint16_t rows, uint16_t cols);
 void exec_window(struct req *r, int stream, uint32_t bytes);
+/* Sends a held STARTED (LATE_START); every other frame of an EXEC goes after this. */
+void exec_announce(struct req *r);
 /* The stdin watch's callback: the pipe has room again. */
 void exec_on_stdin_room(struct watch *w, uint32_t events);
 /* Producer step: reads output within credit and room, sends EXIT when everything is over. */

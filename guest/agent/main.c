@@ -235,6 +235,7 @@ int main(int argc, char **argv)
                             "/usr/bin:/sbin:/bin",
            1);
     signal(SIGPIPE, SIG_IGN);
+    exec_note_ignored_signals();
     umask(0); /* FILE_WRITE's mode is exact; children get 022 */
     sigset_t mask;
     sigemptyset(&mask);

@@ -15,11 +15,43 @@
 
 static const uint16_t stream_type[2] = {KILN_AGENT_STDOUT, KILN_AGENT_STDERR};
 
+void exec_announce(struct req *r)
+{
+    if (!r->start_held)
+        return;
+    struct kiln_agent_started started = {.pid = r->start_held};
+    r->start_held = 0;
+    conn_send(r->conn, KILN_AGENT_STARTED, 0, r->id, &started, sizeof(started), NULL, 0);
+}
+
+/* A stream's end is usually the process exiting: its END waits for the reap (at most
+ * AGENT_END_HOLD_NS), so END, END and EXIT reach the host in one write. The exiting process
+ * closes stdout and stderr one at a time and each close wakes the agent; sending each END at
+ * once cost a vsock notification apiece (about 1 ms of a `true` under nested virtualization). */
 static void end_stream(struct req *r, int i)
 {
-    conn_send(r->conn, stream_type[i], KILN_AGENT_F_END, r->id, NULL, 0, NULL, 0);
     r->out_end[i] = true;
+    r->end_held[i] = true;
+    if (!r->end_hold_ns)
+        r->end_hold_ns = agent_now_ns() + AGENT_END_HOLD_NS;
     loop_close(&r->out[i]);
+}
+
+static void send_ends(struct req *r)
+{
+    for (int i = 0; i < 2; i++) {
+        if (!r->end_held[i])
+            continue;
+        exec_announce(r);
+        conn_send(r->conn, stream_type[i], KILN_AGENT_F_END, r->id, NULL, 0, NULL, 0);
+        r->end_held[i] = false;
+    }
+}
+
+static void grant_stdin(struct req *r, uint64_t bytes)
+{
+    exec_announce(r);
+    req_grant(r, KILN_AGENT_STDIN, bytes);
 }
 
 /* One read of stream i into a frame; returns true if it moved data or ended the stream. */
@@ -32,6 +64,10 @@ static bool read_stream(struct req *r, int i)
         n = (size_t)r->out_credit[i];
     if (n == 0)
         return false;
+    /* A held STARTED goes out before data, but not before a bare EOF: that END is held too */
+    int avail = 1;
+    if (r->start_held && (ioctl(r->out[i].fd, FIONREAD, &avail) < 0 || avail > 0))
+        exec_announce(r);
     uint8_t *buf = conn_frame_begin(r->conn, n);
     if (!buf)
         return false;
@@ -42,6 +78,7 @@ static bool read_stream(struct req *r, int i)
         return true;
     }
     if (k < 0 && (errno == EAGAIN || errno == EINTR)) {
+        r->out_ready[i] = false;
         /* Once the process is gone, an empty pipe is the end even if a background child still
          * holds it open. */
         if (!r->reaped)
@@ -65,6 +102,7 @@ static void send_exit(struct req *r)
         x.code = WEXITSTATUS(r->status);
     }
     loop_close(&r->in);
+    send_ends(r);
     conn_send(r->conn, KILN_AGENT_EXIT, 0, r->id, &x, sizeof(x), NULL, 0);
     r->done = true;
 }
@@ -80,7 +118,7 @@ void exec_pump(struct req *r)
         if (can && r->reaped)
             for (int k = 0; k < 4 && read_stream(r, i); k++) {
             }
-        else if (can && r->out[i].added && (r->out[i].events & EPOLLIN))
+        else if (can && r->out_ready[i])
             read_stream(r, i);
         if (r->out[i].fd >= 0)
             loop_set(&r->out[i], r->out_credit[i] > 0 && conn_room(r->conn) > 0 ? EPOLLIN : 0);
@@ -92,6 +130,8 @@ void exec_pump(struct req *r)
         if (waitpid(r->pid, &status, WNOHANG) == r->pid)
             exec_reaped(r, status);
     }
+    if ((r->end_held[0] || r->end_held[1]) && (r->reaped || agent_now_ns() >= r->end_hold_ns))
+        send_ends(r);
     if (r->reaped && r->out_end[0] && r->out_end[1] && !r->done)
         send_exit(r);
 }
@@ -123,7 +163,7 @@ static void drain_stdin(struct req *r)
     if (done) {
         memmove(r->in_buf, r->in_buf + done, r->in_len - done);
         r->in_len -= done;
-        req_grant(r, KILN_AGENT_STDIN, done);
+        grant_stdin(r, done);
     }
     if (r->in.fd >= 0 && r->in_len == 0 && r->in_eof && !r->pty)
         loop_close(&r->in);
@@ -149,13 +189,13 @@ int exec_stdin(struct req *r, uint16_t flags, const uint8_t *p, uint32_t len)
     if (flags & KILN_AGENT_F_END)
         r->in_eof = true;
     if (r->in.fd < 0) { /* stdin already closed: drop, but keep the host's credit flowing */
-        req_grant(r, KILN_AGENT_STDIN, len);
+        grant_stdin(r, len);
         return 0;
     }
     if (len) {
         uint8_t *b = realloc(r->in_buf, r->in_len + len);
         if (!b) {
-            req_grant(r, KILN_AGENT_STDIN, len);
+            grant_stdin(r, len);
             return 0;
         }
         r->in_buf = b;
@@ -193,7 +233,11 @@ void exec_reaped(struct req *r, int status)
 
 void exec_check_deadline(struct req *r, uint64_t now, uint64_t *next)
 {
-    if (r->type != KILN_AGENT_EXEC || !r->deadline_ns || r->reaped)
+    if (r->type != KILN_AGENT_EXEC || r->reaped)
+        return;
+    if ((r->end_held[0] || r->end_held[1]) && (!*next || r->end_hold_ns < *next))
+        *next = r->end_hold_ns; /* the loop wakes to send them */
+    if (!r->deadline_ns)
         return;
     if (now >= r->deadline_ns) {
         r->timed_out = true;

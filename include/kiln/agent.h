@@ -127,6 +127,9 @@ _Static_assert(sizeof(struct kiln_agent_window) == 8, "window is 8 bytes");
 #define KILN_AGENT_EXEC_PTY       0x0002 /* run on a pseudo-terminal: one output stream (STDOUT) */
 #define KILN_AGENT_EXEC_STDIN     0x0004 /* the host will send STDIN; else stdin is /dev/null */
 #define KILN_AGENT_EXEC_ENV_CLEAR 0x0008 /* start from an empty environment, not the agent's */
+/* The host does not wait for STARTED: the agent may hold it back and send it just before the
+ * request's first other frame (output, END, WINDOW or EXIT). */
+#define KILN_AGENT_EXEC_LATE_START 0x0010
 
 struct kiln_agent_exec {
     uint32_t flags;      /* KILN_AGENT_EXEC_* */

@@ -18,6 +18,8 @@ struct kiln_process {
     kiln_sandbox *sb;
     struct agent_req *req;
     uint32_t pid;
+    bool awaiting_start; /* lazy_start: STARTED or ERROR is still to come */
+    char name[64];       /* argv[0] (or "sh"), for messages */
     bool stdin_open;
     bool exited;
     struct kiln_exec_status status;
@@ -27,6 +29,33 @@ struct kiln_process {
 static int exec_fail(kiln_process *ex, int ret, const char *msg)
 {
     return sandbox_error(ex->sb, ret, msg);
+}
+
+/* The answer to EXEC: STARTED (0, the pid noted) or ERROR (its status, the message naming the
+ * failed step); anything else breaks the protocol. Releases m. */
+static int take_start(kiln_process *ex, struct agent_msg *m)
+{
+    struct kiln_agent_started started;
+    char err[AGENT_ERR_MAX], what[96];
+    int ret = 0;
+
+    if (m->type == KILN_AGENT_ERROR) {
+        snprintf(what, sizeof(what), "exec %s", ex->name);
+        ret = agent_msg_error(m, what, err, sizeof(err));
+        sandbox_error(ex->sb, ret, err);
+    } else if (m->type != KILN_AGENT_STARTED) {
+        agent_conn_fail(ex->sb->conn, -EPROTO, "agent protocol violation: %s before STARTED",
+                        agent_type_name(m->type));
+        ret =
+            sandbox_errorf(ex->sb, -EPROTO, "exec %s: agent protocol violation: %s before STARTED",
+                           ex->name, agent_type_name(m->type));
+    } else {
+        agent_parse_started(m->data, m->len, &started);
+        ex->pid = started.pid;
+        ex->awaiting_start = false;
+    }
+    agent_req_release(ex->req, m);
+    return ret;
 }
 
 static void status_from_exit(const struct kiln_agent_exit *x, struct kiln_exec_status *st)
@@ -52,7 +81,6 @@ int kiln_exec_start(kiln_sandbox *sb, const struct kiln_exec_opts *opts, kiln_pr
     const char *shell_argv[2] = {opts->shell, NULL};
     const char *const *argv = opts->shell ? shell_argv : opts->argv;
     char err[AGENT_ERR_MAX];
-    struct kiln_agent_started started;
     struct agent_msg *m = NULL;
     uint8_t *frame;
     ssize_t size;
@@ -63,7 +91,8 @@ int kiln_exec_start(kiln_sandbox *sb, const struct kiln_exec_opts *opts, kiln_pr
         return sandbox_error(sb, -EINVAL, "exec: no command (give argv or shell)");
     h.flags = (opts->shell ? KILN_AGENT_EXEC_SHELL : 0) | (opts->pty ? KILN_AGENT_EXEC_PTY : 0) |
               (opts->stdin_stream || opts->stdin_data ? KILN_AGENT_EXEC_STDIN : 0) |
-              (opts->env_clear ? KILN_AGENT_EXEC_ENV_CLEAR : 0);
+              (opts->env_clear ? KILN_AGENT_EXEC_ENV_CLEAR : 0) |
+              (opts->lazy_start ? KILN_AGENT_EXEC_LATE_START : 0);
     ex = calloc(1, sizeof(*ex));
     frame = malloc(AGENT_FRAME_MAX);
     if (!ex || !frame) {
@@ -71,6 +100,8 @@ int kiln_exec_start(kiln_sandbox *sb, const struct kiln_exec_opts *opts, kiln_pr
         goto fail_alloc;
     }
     ex->sb = sb;
+    snprintf(ex->name, sizeof(ex->name), "%s", argv[0]);
+    ex->stdin_open = opts->stdin_stream || opts->stdin_data;
     ret = agent_req_open(sb->conn, &ex->req);
     if (ret < 0) {
         sandbox_error(sb, ret, "exec: no request id left on this connection");
@@ -87,36 +118,20 @@ int kiln_exec_start(kiln_sandbox *sb, const struct kiln_exec_opts *opts, kiln_pr
     }
     ret = agent_req_send(ex->req, KILN_AGENT_EXEC, 0, frame + AGENT_HDR_SIZE,
                          (size_t)size - AGENT_HDR_SIZE, NULL, 0);
-    if (ret == 0)
+    ex->awaiting_start = true;
+    if (ret == 0 && !opts->lazy_start) {
         ret = agent_req_next(ex->req, agent_deadline(START_TIMEOUT_MS), &m, err, sizeof(err));
+        if (ret == 0 && (ret = take_start(ex, m)) < 0)
+            goto fail_req; /* take_start said why */
+    }
     if (ret < 0) {
         sandbox_errorf(sb, ret, "exec %s: %s", argv[0], err);
         goto fail_req;
     }
-    if (m->type == KILN_AGENT_ERROR) {
-        char what[256];
-        snprintf(what, sizeof(what), "exec %s", argv[0]);
-        ret = agent_msg_error(m, what, err, sizeof(err));
-        sandbox_error(sb, ret, err);
-        goto fail_msg;
-    }
-    if (m->type != KILN_AGENT_STARTED) {
-        agent_conn_fail(sb->conn, -EPROTO, "agent protocol violation: %s before STARTED",
-                        agent_type_name(m->type));
-        ret = sandbox_errorf(sb, -EPROTO, "exec %s: agent protocol violation: %s before STARTED",
-                             argv[0], agent_type_name(m->type));
-        goto fail_msg;
-    }
-    agent_parse_started(m->data, m->len, &started);
-    ex->pid = started.pid;
-    ex->stdin_open = opts->stdin_stream || opts->stdin_data;
-    agent_req_release(ex->req, m);
     free(frame);
     *out = ex;
     return 0;
 
-fail_msg:
-    agent_req_release(ex->req, m);
 fail_req:
     agent_req_close(ex->req);
 fail_alloc:
@@ -144,8 +159,16 @@ int kiln_exec_next(kiln_process *ex, int timeout_ms, struct kiln_exec_event *ev)
     memset(ev, 0, sizeof(*ev));
     if (ex->exited)
         return -ESRCH;
-    ret = agent_req_next(ex->req, timeout_ms < 0 ? 0 : agent_deadline((unsigned)timeout_ms ?: 1),
-                         &m, err, sizeof(err));
+    uint64_t deadline = timeout_ms < 0 ? 0 : agent_deadline((unsigned)timeout_ms ?: 1);
+    ret = agent_req_next(ex->req, deadline, &m, err, sizeof(err));
+    if (ret == 0 && ex->awaiting_start) { /* lazy_start: the answer to EXEC comes first */
+        if ((ret = take_start(ex, m)) < 0) {
+            ex->exited = true;
+            agent_req_cancel(ex->req);
+            return ret;
+        }
+        ret = agent_req_next(ex->req, deadline, &m, err, sizeof(err));
+    }
     if (ret == -ETIMEDOUT)
         return ret;
     if (ret < 0)
@@ -340,6 +363,7 @@ int kiln_exec(kiln_sandbox *sb, const struct kiln_exec_opts *opts, struct kiln_e
 
     memset(res, 0, sizeof(*res));
     o.stdin_stream = false;
+    o.lazy_start = true; /* nothing here needs the pid before the output */
     ret = kiln_exec_start(sb, &o, &ex);
     if (ret < 0)
         return ret;

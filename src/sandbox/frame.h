@@ -23,7 +23,7 @@
 #define AGENT_FLAGS_ALL KILN_AGENT_F_END
 #define AGENT_EXEC_FLAGS_ALL                                                                       \
     (KILN_AGENT_EXEC_SHELL | KILN_AGENT_EXEC_PTY | KILN_AGENT_EXEC_STDIN |                         \
-     KILN_AGENT_EXEC_ENV_CLEAR)
+     KILN_AGENT_EXEC_ENV_CLEAR | KILN_AGENT_EXEC_LATE_START)
 #define AGENT_EXIT_FLAGS_ALL                                                                       \
     (KILN_AGENT_EXIT_SIGNALED | KILN_AGENT_EXIT_TIMED_OUT | KILN_AGENT_EXIT_KILLED)
 #define AGENT_FILE_FLAGS_ALL                                                                       \

@@ -195,6 +195,7 @@ struct xr {
     size_t cap[2], len[2]; /* bytes kept (at most cap) */
     uint64_t total[2];
     bool end[2], started, done;
+    bool pty; /* one stream: no STDERR END to expect */
     uint32_t pid;
     struct kiln_agent_exit exit;
     bool exited;
@@ -232,6 +233,15 @@ static bool xr_frame(struct ac *a, struct xr **xs, int n, const struct kiln_agen
     struct xr *x = xr_find(xs, n, h->id);
     if (!x)
         return false;
+    /* The protocol's order: STARTED (or ERROR) first, every END before EXIT. */
+    if (!x->started && h->type != KILN_AGENT_STARTED && h->type != KILN_AGENT_ERROR) {
+        fprintf(stderr, "%s before STARTED for exec %u\n", agent_type_name(h->type), x->id);
+        abort();
+    }
+    if (h->type == KILN_AGENT_EXIT && !(x->end[0] && (x->end[1] || x->pty))) {
+        fprintf(stderr, "EXIT before the END of every stream for exec %u\n", x->id);
+        abort();
+    }
     switch (h->type) {
     case KILN_AGENT_STARTED:
         x->started = true;

@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -183,9 +184,10 @@ static void test_timeout_and_signal(void **state)
     const uint8_t *p;
     assert_true(ac_next(&a, &fh, &p, 5000));
     assert_int_equal(fh.type, KILN_AGENT_STARTED);
+    xs = &y;
+    xr_frame(&a, &xs, 1, &fh, p);
     struct kiln_agent_signal sg = {SIGTERM, 0};
     ac_queue(&a, KILN_AGENT_SIGNAL, 0, 2, &sg, sizeof(sg), NULL, 0);
-    xs = &y;
     assert_true(xr_run(&a, &xs, 1, 10000));
     assert_int_equal(y.exit.code, SIGTERM);
     assert_int_equal(y.exit.flags, KILN_AGENT_EXIT_SIGNALED | KILN_AGENT_EXIT_KILLED);
@@ -209,7 +211,7 @@ static void test_pty(void **state)
     (void)state;
     struct ac a;
     ac_spawn(&a);
-    struct xr x = {.id = 1, .cap = {4096, 4096}};
+    struct xr x = {.id = 1, .cap = {4096, 4096}, .pty = true};
     struct kiln_agent_exec h = {
         .flags = KILN_AGENT_EXEC_SHELL | KILN_AGENT_EXEC_PTY, .rows = 30, .cols = 100};
     xr_send(&a, &x, &h,
@@ -233,6 +235,87 @@ static void test_pty(void **state)
     assert_non_null(strstr(out, "/dev/pts/"));
     assert_non_null(strstr(out, "40 120"));
     assert_non_null(strstr(out, "got go"));
+    xr_free(&x);
+    ac_close(&a);
+}
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* LATE_START: STARTED still comes first (xr_frame checks the order), stdin credit included; a
+ * failure is an ERROR without STARTED as before. */
+static void test_late_start(void **state)
+{
+    (void)state;
+    struct ac a;
+    ac_spawn(&a);
+    struct xr x = {0};
+    xr_simple(&a, &x, 1, KILN_AGENT_EXEC_SHELL | KILN_AGENT_EXEC_LATE_START,
+              (const char *[]){"echo hi; echo err >&2; exit 5", NULL});
+    assert_true(x.started && x.pid > 0 && x.end[0] && x.end[1]);
+    assert_string_equal((char *)x.out[0], "hi\n");
+    assert_string_equal((char *)x.out[1], "err\n");
+    assert_int_equal(x.exit.code, 5);
+    xr_free(&x);
+
+    static uint8_t big[1 << 20]; /* more than the initial window: WINDOW frames flow */
+    memset(big, 'k', sizeof(big));
+    struct xr y = {.id = 2, .in = big, .in_len = sizeof(big), .cap = {64, 64}};
+    struct kiln_agent_exec h = {.flags = KILN_AGENT_EXEC_SHELL | KILN_AGENT_EXEC_STDIN |
+                                         KILN_AGENT_EXEC_LATE_START};
+    xr_send(&a, &y, &h, (const char *[]){"wc -c", NULL}, NULL, NULL);
+    struct xr *ys = &y;
+    assert_true(xr_run(&a, &ys, 1, 10000));
+    assert_true(y.started);
+    assert_int_equal(atoi((char *)y.out[0]), sizeof(big));
+
+    expect_start_error(&a, KILN_AGENT_EXEC_LATE_START, 0, "/nonexistent/prog", NULL,
+                       KILN_AGENT_E_NOT_FOUND, "execve");
+    ac_close(&a);
+}
+
+/* An END waits for the process's EXIT only briefly: a process that closes stdout and keeps
+ * running has its stdout ended long before it exits. */
+static void test_end_not_held_for_long(void **state)
+{
+    (void)state;
+    struct ac a;
+    ac_spawn(&a);
+    struct xr x = {.id = 3, .cap = {64, 64}};
+    struct kiln_agent_exec h = {.flags = KILN_AGENT_EXEC_SHELL};
+    xr_send(&a, &x, &h, (const char *[]){"exec >&-; sleep 1; echo late >&2", NULL}, NULL, NULL);
+    struct xr *xs = &x;
+    struct kiln_agent_hdr fh;
+    const uint8_t *p;
+    uint64_t t0 = now_ms(), end_at = 0;
+    while (!x.done && ac_next(&a, &fh, &p, 5000)) {
+        xr_frame(&a, &xs, 1, &fh, p);
+        if (x.end[0] && !end_at)
+            end_at = now_ms();
+    }
+    assert_true(x.done && x.exited);
+    assert_true(end_at > 0);
+    assert_true(end_at - t0 < 700); /* the hold is 10 ms; the process runs for 1 s */
+    assert_string_equal((char *)x.out[1], "late\n");
+    xr_free(&x);
+    ac_close(&a);
+}
+
+/* The agent ignores SIGPIPE; its children start with every signal at its default, unblocked. */
+static void test_child_signals_default(void **state)
+{
+    (void)state;
+    struct ac a;
+    ac_spawn(&a);
+    struct xr x = {0};
+    xr_simple(&a, &x, 1, KILN_AGENT_EXEC_SHELL,
+              (const char *[]){"grep -E '^Sig(Ign|Blk)' /proc/self/status", NULL});
+    assert_non_null(strstr((char *)x.out[0], "SigBlk:\t0000000000000000"));
+    assert_non_null(strstr((char *)x.out[0], "SigIgn:\t0000000000000000"));
     xr_free(&x);
     ac_close(&a);
 }
@@ -469,6 +552,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_gigabyte),
         cmocka_unit_test(test_window_backpressure),
         cmocka_unit_test(test_disconnect),
+        cmocka_unit_test(test_late_start),
+        cmocka_unit_test(test_end_not_held_for_long),
+        cmocka_unit_test(test_child_signals_default),
         cmocka_unit_test(test_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

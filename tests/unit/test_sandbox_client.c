@@ -165,7 +165,9 @@ static void script_exec(struct fake *f)
     struct agent_exec_msg m;
     uint32_t len = 0, id = fake_expect(f, KILN_AGENT_EXEC, buf, &len);
 
-    f->ok = agent_parse_exec(buf, len, &m) == 0 && !strcmp(m.strings, "echo");
+    /* kiln_exec does not wait for STARTED (docs/agent-protocol.md, LATE_START) */
+    f->ok = agent_parse_exec(buf, len, &m) == 0 && !strcmp(m.strings, "echo") &&
+            (m.h.flags & KILN_AGENT_EXEC_LATE_START);
     send_started(f, id);
     fake_send(f, KILN_AGENT_STDOUT, 0, id, "hi\n", 3);
     fake_send(f, KILN_AGENT_STDERR, KILN_AGENT_F_END, id, "e", 1);
@@ -487,6 +489,11 @@ static void act_conn_error(struct fake *f, uint32_t id)
     raw_send(f->fd, buf, (size_t)n);
 }
 
+static void act_output_before_started(struct fake *f, uint32_t id)
+{
+    fake_send(f, KILN_AGENT_STDOUT, 0, id, "x", 1);
+}
+
 static void act_exec_error(struct fake *f, uint32_t id)
 {
     uint8_t buf[128];
@@ -508,6 +515,7 @@ static void bad_frames_fail_the_connection_clearly(void **state)
     expect_failure(act_hangup, -ECONNRESET, "closed the connection");
     expect_failure(act_cut_frame, -EPROTO, "inside a frame");
     expect_failure(act_conn_error, -EPROTO, "go away");
+    expect_failure(act_output_before_started, -EPROTO, "STDOUT before STARTED");
 }
 
 /* Credit overrun: the host consumes nothing while the agent sends 1.25 MiB. */
@@ -546,6 +554,45 @@ static void exec_error_is_the_request_only(void **state)
     assert_int_equal(run_echo(sb, &res), -ENOENT);
     assert_non_null(strstr(last(sb), "No such file"));
     finish(&f, sb);
+}
+
+/* lazy_start: kiln_exec_start returns at once; the pid is known from the first event on. */
+static void script_lazy(struct fake *f)
+{
+    static uint8_t buf[KILN_AGENT_MAX_PAYLOAD];
+    struct agent_exec_msg m;
+    uint32_t len = 0, id = fake_expect(f, KILN_AGENT_EXEC, buf, &len);
+
+    f->ok = agent_parse_exec(buf, len, &m) == 0 && (m.h.flags & KILN_AGENT_EXEC_LATE_START);
+    usleep(100 * 1000); /* the caller has its handle before STARTED exists */
+    send_started(f, id);
+    fake_send(f, KILN_AGENT_STDOUT, KILN_AGENT_F_END, id, "hi", 2);
+    fake_send(f, KILN_AGENT_STDERR, KILN_AGENT_F_END, id, NULL, 0);
+    send_exit(f, id, 0, 0);
+    fake_expect(f, 0xffff, buf, NULL);
+}
+
+static void lazy_start_returns_before_started(void **state)
+{
+    struct fake f = {0};
+    const char *argv[] = {"echo", NULL};
+    struct kiln_exec_opts o = {.argv = argv, .lazy_start = true};
+    kiln_sandbox *sb = start(&f, script_lazy);
+    struct kiln_exec_event ev;
+    kiln_process *p;
+
+    (void)state;
+    assert_int_equal(kiln_exec_start(sb, &o, &p), 0);
+    assert_int_equal(kiln_exec_pid(p), 0);
+    assert_int_equal(kiln_exec_next(p, 5000, &ev), 0);
+    assert_int_equal(ev.type, KILN_EXEC_STDOUT);
+    assert_int_equal(kiln_exec_pid(p), 42);
+    while (ev.type != KILN_EXEC_EXIT)
+        assert_int_equal(kiln_exec_next(p, 5000, &ev), 0);
+    assert_int_equal(ev.status.exit_code, 0);
+    kiln_exec_free(p);
+    finish(&f, sb);
+    assert_true(f.ok);
 }
 
 /* ---- HELLO ---- */
@@ -700,6 +747,7 @@ int main(void)
         cmocka_unit_test(bad_frames_fail_the_connection_clearly),
         cmocka_unit_test(credit_overrun_fails_the_connection),
         cmocka_unit_test(exec_error_is_the_request_only),
+        cmocka_unit_test(lazy_start_returns_before_started),
         cmocka_unit_test(hello_failures),
         cmocka_unit_test(file_write_error_ends_a_blocked_write),
         cmocka_unit_test(ready_line_parses_strictly),
