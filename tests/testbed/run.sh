@@ -18,7 +18,8 @@ ELF executable given are copied in too. Exit status: CMD's, 124 on timeout, 125 
 itself failed (no exit report from the guest), 2 on bad usage.
 Environment: KILN_TESTBED_VERBOSE=1 shows the kernel log and timings; KILN_TESTBED_MACHINE
 overrides the QEMU machine (default microvm, or pc when the host's TSC rate is unknown);
-KILN_CACHE is where build.sh keeps the base image.
+KILN_CACHE is where build.sh keeps the base image; KILN_TESTBED_STALL_SECONDS (default 60, 0:
+off) is how long an idle, silent test bed waits before the stall rescue (docs/testbed.md).
 EOF
 }
 
@@ -237,12 +238,53 @@ filter() {
             ;;
         *) printf '%s\n' "$line" ;;
         esac
+        : >"$tmp/alive"
     done
 }
+
+# Stall rescue (docs/testbed.md, "Stalls"): the test bed has gone idle for good now and then, as
+# if its CPU waited for a timer interrupt that never came. When QEMU has used (almost) no CPU and
+# the console has said nothing for $stall_s seconds, an NMI through QEMU's monitor wakes the CPU,
+# whose kernel then finds its overdue timers. Each rescue is reported on stderr.
+stall_s=${KILN_TESTBED_STALL_SECONDS:-60}
+[[ "$stall_s" =~ ^[0-9]+$ ]] || die_usage "KILN_TESTBED_STALL_SECONDS must be a number, not '$stall_s'"
+watchdog() {
+    local pid ticks last=-1 idle=0
+    while sleep 10; do
+        pid=$(cat "$tmp/qemu.pid" 2>/dev/null) || continue
+        ticks=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null) || return 0
+        # under 0.2 s of CPU in 10 s, and no console line in that time
+        if [ "$last" -ge 0 ] && [ $((ticks - last)) -lt 20 ] &&
+            [ "$(($(date +%s) - $(stat -c %Y "$tmp/alive" 2>/dev/null || echo 0)))" -ge 10 ]; then
+            idle=$((idle + 10))
+        else
+            idle=0
+        fi
+        last=$ticks
+        if [ "$idle" -ge "$stall_s" ]; then
+            echo "testbed: idle with a silent console for $idle s: sending an NMI (stall rescue)" >&2
+            echo nmi >"$tmp/mon.in"
+            idle=0
+        fi
+    done
+}
+if [ "$stall_s" -gt 0 ]; then
+    mkfifo "$tmp/mon.in" "$tmp/mon.out"
+    qemu+=(-monitor "pipe:$tmp/mon" -pidfile "$tmp/qemu.pid")
+    cat "$tmp/mon.out" >/dev/null & # QEMU opens it for writing, which needs a reader
+    monitor_reader=$!
+    : >"$tmp/alive"
+    watchdog &
+    watchdog_pid=$!
+fi
 
 timeout --foreground -k 10 "$timeout" "${qemu[@]}" </dev/null 2>"$tmp/qemu.err" | filter
 qemu_rc=${PIPESTATUS[0]}
 t_end=$(date +%s.%N)
+if [ "$stall_s" -gt 0 ]; then
+    kill "$watchdog_pid" "$monitor_reader" 2>/dev/null
+    wait "$watchdog_pid" "$monitor_reader" 2>/dev/null
+fi
 
 if [ "$verbose" = 1 ]; then
     grep -v "TCG doesn't support requested feature" "$tmp/qemu.err" >&2
