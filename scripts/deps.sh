@@ -16,6 +16,7 @@ packages=(
     cpio xz-utils kmod zstd # initramfs packing, module handling
     acpica-tools         # iasl: the ACPI table test disassembles and recompiles our tables
     clang-format cppcheck # make lint (part of make check)
+    valgrind             # make valgrind: libkiln's leak and memory check (part of make check)
     python3              # bench/boot/run.sh reads the JSON results
 )
 

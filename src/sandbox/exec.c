@@ -119,7 +119,9 @@ int kiln_exec_start(kiln_sandbox *sb, const struct kiln_exec_opts *opts, kiln_pr
     ret = agent_req_send(ex->req, KILN_AGENT_EXEC, 0, frame + AGENT_HDR_SIZE,
                          (size_t)size - AGENT_HDR_SIZE, NULL, 0);
     ex->awaiting_start = true;
-    if (ret == 0 && !opts->lazy_start) {
+    if (ret < 0) { /* the connection is gone: its status says why */
+        agent_conn_status(sb->conn, err, sizeof(err));
+    } else if (!opts->lazy_start) {
         ret = agent_req_next(ex->req, agent_deadline(START_TIMEOUT_MS), &m, err, sizeof(err));
         if (ret == 0 && (ret = take_start(ex, m)) < 0)
             goto fail_req; /* take_start said why */

@@ -272,6 +272,7 @@ static void test_late_start(void **state)
     assert_true(xr_run(&a, &ys, 1, 10000));
     assert_true(y.started);
     assert_int_equal(atoi((char *)y.out[0]), sizeof(big));
+    xr_free(&y);
 
     expect_start_error(&a, KILN_AGENT_EXEC_LATE_START, 0, "/nonexistent/prog", NULL,
                        KILN_AGENT_E_NOT_FOUND, "execve");

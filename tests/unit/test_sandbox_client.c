@@ -413,6 +413,8 @@ static void expect_failure(void (*action)(struct fake *, uint32_t), int want, co
         fail_msg("error '%s' does not mention '%s'", last(sb), text);
     /* The connection is dead for every later request too, with the same reason. */
     assert_int_equal(run_echo(sb, &res), want);
+    if (!strstr(last(sb), text))
+        fail_msg("a later request's error '%s' does not mention '%s'", last(sb), text);
     finish(&f, sb);
 }
 
