@@ -104,11 +104,11 @@ void conns_each_req(void (*fn)(struct req *r, void *arg), void *arg);
 bool conns_pump(void);
 
 /* ---- exec (exec.c: start and child; stream.c: stdin, output, exit) -------------------------- */
-/* Each handler gets a new request (id and type set). Returns 0, or a positive status for a
- * protocol error the connection dies of. */
 /* Notes the signals the agent ignores (SIGPIPE, and any it inherited ignored), which a child
  * must set back to default: an ignored disposition survives execve. Once, at start-up. */
 void exec_note_ignored_signals(void);
+/* Each handler gets a new request (id and type set). Returns 0, or a positive status for a
+ * protocol error the connection dies of. */
 int exec_start(struct req *r, const uint8_t *p, uint32_t len);
 int exec_stdin(struct req *r, uint16_t flags, const uint8_t *p, uint32_t len);
 void exec_signal(struct req *r, int signo);

@@ -19,8 +19,8 @@ struct machine_config {
     const char *cmdline;     /* the whole kernel command line */
     uint64_t mem_size;
     unsigned ncpus;
-    bool acpi;      /* build ACPI tables (the MP table is always built) */
-    bool hugepages; /* guest RAM on 2 MiB pages where the host allows (not with balloon) */
+    bool acpi;                /* build ACPI tables (the MP table is always built) */
+    bool hugepages;           /* 2 MiB guest pages where allowed (never with a balloon) */
     const char *console_path; /* NULL: the guest console is this process's stdin/stdout */
     unsigned timeout_s;       /* 0: no limit */
     const char *stats_path;   /* NULL: none; else a JSON summary written at exit */
