@@ -206,6 +206,22 @@ static void row(const char *what, struct stats s, const char *unit)
     printf("  %-34s p50 %9.3f  p99 %9.3f  min %9.3f %s\n", what, s.p50, s.p99, s.min, unit);
 }
 
+/* One exec to completion: its round trip and the guest's own account of it, in microseconds. */
+static int time_exec(kiln_sandbox *sb, const struct kiln_exec_opts *e, double *rtt_us,
+                     double *guest_us)
+{
+    struct kiln_exec_result res;
+    uint64_t t0 = time_now_ns();
+
+    if (kiln_exec(sb, e, &res) < 0)
+        return -1;
+    *rtt_us = ms_since(t0) * 1000;
+    *guest_us = (double)res.status.runtime_us;
+    int code = res.status.exit_code;
+    kiln_exec_result_free(&res);
+    return code ? -1 : 0;
+}
+
 static int running_phase(const struct opts *o, FILE *json)
 {
     struct kiln_sandbox_config cfg = {
@@ -235,22 +251,13 @@ static int running_phase(const struct opts *o, FILE *json)
     memset(buf, 0xa5, o->size);
     sandbox_vsock_path(kiln_sandbox_name(sb), vsock, sizeof(vsock));
     for (int i = 0; i < o->m; i++) {
-        struct kiln_exec_result res;
-        t0 = time_now_ns();
-        if (kiln_exec(sb, &e, &res) < 0 || res.status.exit_code)
+        if (time_exec(sb, &e, &ex[i], &gx[i]) < 0)
             return -1;
-        ex[i] = ms_since(t0) * 1000;
-        gx[i] = (double)res.status.runtime_us;
-        kiln_exec_result_free(&res);
         t0 = time_now_ns();
         kiln_sandbox_ping(sb, 5000);
         pg[i] = ms_since(t0) * 1000;
-        t0 = time_now_ns();
-        if (kiln_exec(sb, &en, &res) < 0 || res.status.exit_code)
+        if (time_exec(sb, &en, &nx[i], &ng[i]) < 0)
             return -1;
-        nx[i] = ms_since(t0) * 1000;
-        ng[i] = (double)res.status.runtime_us;
-        kiln_exec_result_free(&res);
     }
     echo = start_guest(sb, "vsock-test serve vsock:5000 echo -n 1 >/dev/null");
     fd = echo ? dial_retry(vsock, 5000) : -1;
