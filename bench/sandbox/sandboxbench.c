@@ -222,6 +222,46 @@ static int time_exec(kiln_sandbox *sb, const struct kiln_exec_opts *e, double *r
     return code ? -1 : 0;
 }
 
+/* MiB/s of a transfer of size bytes that started at t0 and just ended, or -1 if it failed. */
+static double mibps(bool ok, size_t size, uint64_t t0)
+{
+    return ok ? (double)size / (1 << 20) / ((double)(time_now_ns() - t0) / 1e9) : -1;
+}
+
+static double upload_mibps(kiln_sandbox *sb, const uint8_t *buf, size_t size)
+{
+    uint64_t t0 = time_now_ns();
+    return mibps(kiln_file_write(sb, "/tmp/bench", buf, size, NULL) == 0, size, t0);
+}
+
+/* /tmp/bench back to the host: into a buffer kiln_file_read grows, or into /dev/null. */
+static double download_mibps(kiln_sandbox *sb, size_t size, bool to_devnull)
+{
+    uint8_t *back = NULL;
+    size_t len = 0;
+    double v = -1;
+    uint64_t t0;
+
+    if (to_devnull) {
+        int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+        t0 = time_now_ns();
+        if (fd >= 0) {
+            v = mibps(kiln_file_read_fd(sb, "/tmp/bench", fd, NULL) == 0, size, t0);
+            close(fd);
+        }
+        return v;
+    }
+    t0 = time_now_ns();
+    v = mibps(kiln_file_read(sb, "/tmp/bench", &back, &len, 0) == 0 && len == size, size, t0);
+    free(back);
+    return v;
+}
+
+static void transfer_row(const char *what, double v, double bare, const char *note)
+{
+    printf("  %s %8.1f   bare vsock %8.1f   ratio %.2f (%s)\n", what, v, bare, v / bare, note);
+}
+
 static int running_phase(const struct opts *o, FILE *json)
 {
     struct kiln_sandbox_config cfg = {
@@ -234,12 +274,11 @@ static int running_phase(const struct opts *o, FILE *json)
     double *rt = calloc((size_t)o->m, sizeof(double)), wr, wr2, rd, rd1, rd2, bs, br;
     const char *argv_true[] = {"true", NULL}, *argv_nop[] = {"/usr/bin/nop", NULL};
     struct kiln_exec_opts e = {.argv = argv_true}, en = {.argv = argv_nop};
-    uint8_t *buf = malloc(o->size), *back = NULL, c = 'x';
+    uint8_t *buf = malloc(o->size), c = 'x';
     struct stats sx, sg, sp, sr, snx, sng;
     char err[2048], vsock[256];
     kiln_process *echo;
     kiln_sandbox *sb;
-    size_t len;
     uint64_t t0;
     int fd;
 
@@ -276,38 +315,18 @@ static int running_phase(const struct opts *o, FILE *json)
     snx = summarize(nx, o->m);
     sng = summarize(ng, o->m);
     sr = summarize(rt, fd >= 0 ? o->m : 0);
-    t0 = time_now_ns();
-    wr = kiln_file_write(sb, "/tmp/bench", buf, o->size, NULL) == 0
-             ? (double)o->size / (1 << 20) / ((double)(time_now_ns() - t0) / 1e9)
-             : -1;
+    wr = upload_mibps(sb, buf, o->size);
     /* Once more (truncated, rewritten): the guest reuses the pages it just freed, which the host
      * already backs, so this one shows the transfer path without the first touch of fresh
      * guest memory (docs/sandbox.md). */
-    t0 = time_now_ns();
-    wr2 = kiln_file_write(sb, "/tmp/bench", buf, o->size, NULL) == 0
-              ? (double)o->size / (1 << 20) / ((double)(time_now_ns() - t0) / 1e9)
-              : -1;
-    t0 = time_now_ns();
-    rd = kiln_file_read(sb, "/tmp/bench", &back, &len, 0) == 0 && len == o->size
-             ? (double)o->size / (1 << 20) / ((double)(time_now_ns() - t0) / 1e9)
-             : -1;
-    free(back);
+    wr2 = upload_mibps(sb, buf, o->size);
+    rd = download_mibps(sb, o->size, false);
     /* Once more: where the place is itself a VM (the test bed), the first download's buffer is
      * memory the place had never used, so that one also paid the place's own first touch. */
-    t0 = time_now_ns();
-    rd1 = kiln_file_read(sb, "/tmp/bench", &back, &len, 0) == 0 && len == o->size
-              ? (double)o->size / (1 << 20) / ((double)(time_now_ns() - t0) / 1e9)
-              : -1;
-    free(back);
+    rd1 = download_mibps(sb, o->size, false);
     /* The same into /dev/null: the transfer path alone, receiving as the bare stream does,
      * without growing a 64 MiB buffer in this process (docs/sandbox.md). */
-    fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
-    t0 = time_now_ns();
-    rd2 = fd >= 0 && kiln_file_read_fd(sb, "/tmp/bench", fd, NULL) == 0
-              ? (double)o->size / (1 << 20) / ((double)(time_now_ns() - t0) / 1e9)
-              : -1;
-    if (fd >= 0)
-        close(fd);
+    rd2 = download_mibps(sb, o->size, true);
     kiln_file_remove(sb, "/tmp/bench", false);
     kiln_process *sink = start_guest(sb, "vsock-test serve vsock:5001 count -n 1 >/dev/null");
     bs = sink ? bare_send(vsock, o->size, buf) : -1;
@@ -325,21 +344,11 @@ static int running_phase(const struct opts *o, FILE *json)
     printf("  exec / bare vsock ping-pong (p50)    %.2fx   (target <= 2x); nop %.2fx\n",
            sx.p50 / sr.p50, snx.p50 / sr.p50);
     printf("\nfile transfer of %zu MiB (MiB/s):\n", o->size >> 20);
-    printf("  host -> guest  kiln_file_write %8.1f   bare vsock %8.1f   ratio %.2f (target >= "
-           "0.5)\n",
-           wr, bs, wr / bs);
-    printf("  host -> guest  same, rewritten %8.1f   bare vsock %8.1f   ratio %.2f (guest memory "
-           "already touched)\n",
-           wr2, bs, wr2 / bs);
-    printf("  guest -> host  kiln_file_read  %8.1f   bare vsock %8.1f   ratio %.2f (target >= "
-           "0.5)\n",
-           rd, br, rd / br);
-    printf("  guest -> host  same, again     %8.1f   bare vsock %8.1f   ratio %.2f (buffer memory "
-           "used before)\n",
-           rd1, br, rd1 / br);
-    printf("  guest -> host  same, /dev/null %8.1f   bare vsock %8.1f   ratio %.2f (no buffer to "
-           "grow here)\n",
-           rd2, br, rd2 / br);
+    transfer_row("host -> guest  kiln_file_write", wr, bs, "target >= 0.5");
+    transfer_row("host -> guest  same, rewritten", wr2, bs, "guest memory already touched");
+    transfer_row("guest -> host  kiln_file_read ", rd, br, "target >= 0.5");
+    transfer_row("guest -> host  same, again    ", rd1, br, "buffer memory used before");
+    transfer_row("guest -> host  same, /dev/null", rd2, br, "no buffer to grow here");
     fprintf(
         json,
         ",\"exec_us\":{\"p50\":%.1f,\"p99\":%.1f,\"min\":%.1f},\"exec_guest_us\":{\"p50\":%.1f},"
