@@ -256,11 +256,24 @@ monitor() { # the monitor's answer to one command
     sleep 1
     tr -d '\r' <"$tmp/mon.log"
 }
+# One line on the CPU: where it is, whether halted, which interrupts wait in its local APIC.
+cpu_state() {
+    local regs irr
+    regs=$(monitor "info registers" | grep -ao 'RIP=[0-9a-f]* RFL=[0-9a-f]*\|HLT=[01]' | tr '\n' ' ')
+    irr=$(monitor "info lapic" | sed -n 's/^IRR[[:space:]]*//p' | tr -d '\n')
+    echo "${regs}IRR ${irr:-?}"
+}
 watchdog() {
-    local pid ticks last=-1 idle=0 regs irr
+    local pid ticks last=-1 idle=0 elapsed=0 state
     while sleep 5; do
+        elapsed=$((elapsed + 5))
         pid=$(cat "$tmp/qemu.pid" 2>/dev/null) || continue
         ticks=$(awk '{ print $14 + $15 }' "/proc/$pid/stat" 2>/dev/null) || return 0
+        # Just before --timeout ends it, say what the test bed was doing: busy or idle, and where.
+        if [ "$elapsed" -eq $(((timeout - 10) / 5 * 5)) ]; then
+            echo "testbed: about to time out: QEMU used $((ticks - last)) ticks of CPU in the" \
+                "last 5 s; CPU: $(cpu_state)" >&2
+        fi
         # under 0.1 s of CPU in 5 s, and no console line in that time
         if [ "$last" -ge 0 ] && [ $((ticks - last)) -lt 10 ] &&
             [ "$(($(date +%s) - $(stat -c %Y "$tmp/alive" 2>/dev/null || echo 0)))" -ge 5 ]; then
@@ -270,15 +283,15 @@ watchdog() {
         fi
         last=$ticks
         [ "$idle" -ge "$stall_s" ] || continue
-        regs=$(monitor "info registers" | grep -ao 'HLT=1')
-        irr=$(monitor "info lapic" | sed -n 's/^IRR[[:space:]]*//p' | grep -av none)
-        if [ -n "$regs" ] && [ -n "$irr" ]; then
-            echo "testbed: stalled: its CPU has been halted for $idle s with interrupt vector(s)" \
-                "$irr pending (QEMU's nested SVM emulation, docs/testbed.md); stopping it" >&2
+        state=$(cpu_state)
+        if [[ "$state" == *HLT=1* ]] && [[ "$state" =~ IRR\ [0-9] ]]; then
+            echo "testbed: stalled: its CPU has been halted for $idle s with an interrupt" \
+                "pending ($state; QEMU's nested SVM emulation, docs/testbed.md); stopping it" >&2
             : >"$tmp/stalled"
             kill "$pid"
             return 0
         fi
+        [ "$verbose" = 1 ] && echo "testbed: idle for $idle s but not stalled ($state)" >&2
         idle=0 # idle but healthy (a payload sleeping): look again later
     done
 }
